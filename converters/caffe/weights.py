@@ -1,0 +1,104 @@
+"""Read Caffe weights: ``.caffemodel`` (binary NetParameter, V0/V1/V2) and ``.caffemodel.h5``.
+
+Weights are matched to layers by name, so a V1 weights file serves a V2 prototxt (the 2014
+bvlc_alexnet.caffemodel is such a file). Blobs may carry a ``shape`` or the legacy
+num/channels/height/width dims.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from converters.caffe import schema
+from converters.errors import CaffeModelError, InputFileError
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_LEGACY_DIMS = ("num", "channels", "height", "width")
+
+# layer name -> its blobs in Caffe's order (weights, bias, ...)
+WeightTable = dict[str, list[np.ndarray]]
+
+
+def read_weights(path: Path) -> WeightTable:
+    """Read every layer's blobs from a binary or HDF5 Caffe weights file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"weights file {path} does not exist")
+    with path.open("rb") as handle:
+        magic = handle.read(len(HDF5_MAGIC))
+    if magic == HDF5_MAGIC:
+        return _read_hdf5(path)
+    return _read_binary(path)
+
+
+def blob_to_array(blob: Any, where: str) -> np.ndarray:
+    """Turn a ``caffe.BlobProto`` into a float32 array of its declared shape."""
+    if blob.HasField("shape"):
+        shape = tuple(int(d) for d in blob.shape.dim)
+    elif any(blob.HasField(name) for name in _LEGACY_DIMS):
+        shape = tuple(int(getattr(blob, name)) for name in _LEGACY_DIMS)
+    else:
+        shape = None
+    if len(blob.data):
+        values = np.asarray(blob.data, dtype=np.float32)
+    else:
+        values = np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
+    if shape is None:
+        shape = (values.size,)
+    if int(np.prod(shape, dtype=np.int64)) != values.size:
+        raise CaffeModelError(
+            f"{where}: blob declares shape {list(shape)} ({int(np.prod(shape))} values) "
+            f"but holds {values.size} values"
+        )
+    return values.reshape(shape)
+
+
+def _read_binary(path: Path) -> WeightTable:
+    net = schema.NetParameter()
+    try:
+        net.ParseFromString(path.read_bytes())
+    except DecodeError as exc:
+        raise InputFileError(
+            f"{path} is not a Caffe binary weights file (protobuf decoding failed: {exc}); "
+            "it may be truncated or of another format"
+        ) from None
+    table: WeightTable = {}
+    entries: list[tuple[str, Any]] = [(layer.name, layer.blobs) for layer in net.layer]
+    for layer in net.layers:
+        if layer.HasField("layer"):  # V0: blobs sit on the inner layer
+            entries.append((layer.layer.name, layer.layer.blobs))
+        else:
+            entries.append((layer.name, layer.blobs))
+    for name, blobs in entries:
+        if len(blobs):
+            table[name] = [
+                blob_to_array(blob, f"{path}, layer '{name}', blob {index}")
+                for index, blob in enumerate(blobs)
+            ]
+    if not table and not (len(net.layer) or len(net.layers)):
+        raise InputFileError(f"{path} holds no Caffe layers; is it a weights file?")
+    return table
+
+
+def _read_hdf5(path: Path) -> WeightTable:
+    try:
+        import h5py
+    except ImportError:
+        raise InputFileError(
+            f"{path} is an HDF5 weights file; install zooforge's 'hdf5' extra (h5py) to read it"
+        ) from None
+    table: WeightTable = {}
+    with h5py.File(path, "r") as handle:
+        if "data" not in handle:
+            raise InputFileError(f"{path} is HDF5 but has no 'data' group of Caffe layer weights")
+        group = handle["data"]
+        for name in group:
+            layer = group[name]
+            keys = sorted(layer.keys(), key=int)
+            if keys:
+                table[name] = [np.asarray(layer[key], dtype=np.float32) for key in keys]
+    return table

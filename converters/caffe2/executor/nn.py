@@ -1,0 +1,264 @@
+"""Neural-network operators: convolution, pooling, normalisation, fully connected, softmax."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING, Window, window_geometry
+from converters.caffe2.executor.operator import Operator, Shape, same_shape
+from converters.errors import NetDefError
+
+
+def _check_order(args: Mapping[str, Any]) -> None:
+    if args.get("order", "NCHW") != "NCHW":
+        raise NetDefError(f"only NCHW order is supported, found {args['order']!r}")
+
+
+def _spatial(shape: Sequence[int]) -> tuple[int, int]:
+    if len(shape) != 4:
+        raise NetDefError(f"expected a 4-D NCHW tensor, found shape {list(shape)}")
+    return int(shape[2]), int(shape[3])
+
+
+def _windows(x: np.ndarray, window: Window, out: tuple[int, int], fill: float) -> np.ndarray:
+    """Views of shape (N, C, OH, OW, KH, KW) over ``x`` padded with ``fill``."""
+    kh, kw = window.kernel
+    dh, dw = window.dilation
+    sh, sw = window.stride
+    top, left = window.pads[0], window.pads[1]
+    need_h = (out[0] - 1) * sh + dh * (kh - 1) + 1
+    need_w = (out[1] - 1) * sw + dw * (kw - 1) + 1
+    bottom = max(0, need_h - x.shape[2] - top)
+    right = max(0, need_w - x.shape[3] - left)
+    if top or left or bottom or right:
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
+    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    view = sliding_window_view(x, span, axis=(2, 3))
+    return view[:, :, : need_h - span[0] + 1 : sh, : need_w - span[1] + 1 : sw, ::dh, ::dw]
+
+
+# -- convolution --------------------------------------------------------------------------------
+
+def _conv_window(args: Mapping[str, Any], weight_shape: Sequence[int]) -> Window:
+    return window_geometry(args, kernel_from=(int(weight_shape[2]), int(weight_shape[3])))
+
+
+def _conv_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    _check_order(args)
+    x, w = shapes[0], shapes[1]
+    group = int(args.get("group", 1))
+    if len(w) != 4 or w[1] * group != x[1]:
+        raise NetDefError(
+            f"Conv weight shape {list(w)} does not fit input {list(x)} with group {group}"
+        )
+    if len(shapes) > 2 and tuple(shapes[2]) != (w[0],):
+        raise NetDefError(f"Conv bias shape {list(shapes[2])} does not match {w[0]} outputs")
+    oh, ow = _conv_window(args, w).conv_output(_spatial(x))
+    if oh <= 0 or ow <= 0:
+        raise NetDefError(f"Conv output would be empty for input {list(x)}")
+    return [(x[0], w[0], oh, ow)]
+
+
+def _conv(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x, w = inputs[0], inputs[1]
+    group = int(args.get("group", 1))
+    window = _conv_window(args, w.shape)
+    out = window.conv_output(x.shape[2:])
+    cols = _windows(x, window, out, 0.0)  # N, C, OH, OW, KH, KW
+    m_per_group = w.shape[0] // group
+    c_per_group = w.shape[1]
+    pieces = []
+    for g in range(group):
+        xg = cols[:, g * c_per_group : (g + 1) * c_per_group]
+        wg = w[g * m_per_group : (g + 1) * m_per_group]
+        pieces.append(np.tensordot(xg, wg, axes=([1, 4, 5], [1, 2, 3])))  # N, OH, OW, Mg
+    y = np.concatenate(pieces, axis=3).transpose(0, 3, 1, 2)
+    if len(inputs) > 2:
+        y = y + inputs[2].reshape(1, -1, 1, 1)
+    return [np.ascontiguousarray(y, dtype=np.float32)]
+
+
+def _deconv_geometry(args: Mapping[str, Any], x: Sequence[int], w: Sequence[int]) -> tuple[Window, tuple[int, int]]:
+    window = _conv_window(args, w)
+    adj = (int(args.get("adj_h", args.get("adj", 0))), int(args.get("adj_w", args.get("adj", 0))))
+    out = tuple(
+        window.stride[i] * (x[2 + i] - 1) + window.dilation[i] * (window.kernel[i] - 1) + 1
+        - window.pads[i] - window.pads[i + 2] + adj[i]
+        for i in range(2)
+    )
+    return window, out  # type: ignore[return-value]
+
+
+def _deconv_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    _check_order(args)
+    x, w = shapes[0], shapes[1]
+    group = int(args.get("group", 1))
+    if len(w) != 4 or w[0] != x[1]:
+        raise NetDefError(f"ConvTranspose weight shape {list(w)} does not fit input {list(x)}")
+    _, out = _deconv_geometry(args, x, w)
+    return [(x[0], w[1] * group, out[0], out[1])]
+
+
+def _deconv(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x, w = inputs[0], inputs[1]
+    group = int(args.get("group", 1))
+    window, out = _deconv_geometry(args, x.shape, w.shape)
+    (kh, kw), (sh, sw), (dh, dw) = window.kernel, window.stride, window.dilation
+    batch, channels, height, width = x.shape
+    c_per_group, m_per_group = channels // group, w.shape[1]
+    full_h = sh * (height - 1) + dh * (kh - 1) + 1
+    full_w = sw * (width - 1) + dw * (kw - 1) + 1
+    adj_h = out[0] - (full_h - window.pads[0] - window.pads[2])
+    adj_w = out[1] - (full_w - window.pads[1] - window.pads[3])
+    y = np.zeros((batch, m_per_group * group, full_h + adj_h, full_w + adj_w), dtype=np.float32)
+    for g in range(group):
+        xg = x[:, g * c_per_group : (g + 1) * c_per_group]
+        wg = w[g * c_per_group : (g + 1) * c_per_group]
+        cols = np.tensordot(xg, wg, axes=([1], [0]))  # N, H, W, Mg, KH, KW
+        target = y[:, g * m_per_group : (g + 1) * m_per_group]
+        for i in range(kh):
+            for j in range(kw):
+                target[
+                    :, :, i * dh : i * dh + sh * (height - 1) + 1 : sh, j * dw : j * dw + sw * (width - 1) + 1 : sw
+                ] += cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    y = y[:, :, window.pads[0] : window.pads[0] + out[0], window.pads[1] : window.pads[1] + out[1]]
+    if len(inputs) > 2:
+        y = y + inputs[2].reshape(1, -1, 1, 1)
+    return [np.ascontiguousarray(y, dtype=np.float32)]
+
+
+# -- pooling ------------------------------------------------------------------------------------
+
+def _pool_window(args: Mapping[str, Any], x: Sequence[int]) -> tuple[Window, tuple[int, int]]:
+    _check_order(args)
+    if int(args.get("global_pooling", 0)):
+        window = Window((int(x[2]), int(x[3])), (1, 1), (0, 0, 0, 0), (1, 1))
+        return window, (1, 1)
+    window = window_geometry(args)
+    caffe = int(args.get("legacy_pad", 0)) == CAFFE_LEGACY_POOLING
+    out = window.pool_output(_spatial(x), caffe_ceil=caffe)
+    if out[0] <= 0 or out[1] <= 0:
+        raise NetDefError(f"pooling output would be empty for input {list(x)}")
+    return window, out
+
+
+def _pool_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    x = shapes[0]
+    _, out = _pool_window(args, x)
+    return [(x[0], x[1], out[0], out[1])]
+
+
+def _max_pool(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x = inputs[0]
+    window, out = _pool_window(args, x.shape)
+    cols = _windows(x, window, out, -np.inf)
+    return [np.ascontiguousarray(cols.max(axis=(4, 5)), dtype=np.float32)]
+
+
+def _avg_divisor(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, out: int, include_pad: bool) -> np.ndarray:
+    starts = np.arange(out) * stride - pad_begin
+    if include_pad:  # Caffe: windows are clipped to the padded extent, padding cells count
+        ends = np.minimum(starts + kernel, size + pad_end)
+        return (ends - starts).astype(np.float64)
+    ends = np.minimum(starts + kernel, size)
+    return (ends - np.maximum(starts, 0)).astype(np.float64)
+
+
+def _avg_pool(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x = inputs[0]
+    window, out = _pool_window(args, x.shape)
+    cols = _windows(x, window, out, 0.0)
+    sums = cols.sum(axis=(4, 5), dtype=np.float64)
+    include_pad = (
+        int(args.get("legacy_pad", 0)) == CAFFE_LEGACY_POOLING
+        or bool(int(args.get("count_include_pad", 0)))
+    )
+    div_h = _avg_divisor(x.shape[2], window.kernel[0], window.stride[0], window.pads[0], window.pads[2], out[0], include_pad)
+    div_w = _avg_divisor(x.shape[3], window.kernel[1], window.stride[1], window.pads[1], window.pads[3], out[1], include_pad)
+    y = sums / (div_h[:, None] * div_w[None, :])
+    return [np.ascontiguousarray(y, dtype=np.float32)]
+
+
+# -- normalisation ------------------------------------------------------------------------------
+
+def _lrn(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    _check_order(args)
+    x = inputs[0].astype(np.float64)
+    size = int(args["size"])
+    alpha, beta, bias = float(args.get("alpha", 0)), float(args.get("beta", 0)), float(args.get("bias", 1))
+    before = (size - 1) // 2
+    squared = np.pad(x * x, ((0, 0), (before, size - 1 - before), (0, 0), (0, 0)))
+    window_sum = sliding_window_view(squared, size, axis=1).sum(axis=-1)
+    scale = bias + alpha / size * window_sum
+    outputs = [(x * scale ** -beta).astype(np.float32)]
+    if n > 1:
+        outputs.append(scale.astype(np.float32))
+    return outputs
+
+
+def _spatial_bn_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    channels = shapes[0][1]
+    for index, shape in enumerate(shapes[1:5], start=1):
+        if tuple(shape) != (channels,):
+            raise NetDefError(f"SpatialBN input {index} has shape {list(shape)}, expected [{channels}]")
+    if not int(args.get("is_test", 0)):
+        raise NetDefError("SpatialBN runs only in test mode here (is_test=1)")
+    return [tuple(shapes[0])]
+
+
+def _spatial_bn(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x, scale, bias, mean, var = inputs
+    eps = float(args.get("epsilon", 1e-5))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    inv = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+    y = (x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)
+    return [y.astype(np.float32)]
+
+
+# -- fully connected and softmax ----------------------------------------------------------------
+
+def _fc_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    x, w = shapes[0], shapes[1]
+    axis = int(args.get("axis", 1))
+    inner = int(np.prod(x[axis:], dtype=np.int64))
+    if len(w) != 2 or w[1] != inner:
+        raise NetDefError(f"FC weight shape {list(w)} does not fit input {list(x)} (axis {axis})")
+    if len(shapes) > 2 and tuple(shapes[2]) != (w[0],):
+        raise NetDefError(f"FC bias shape {list(shapes[2])} does not match {w[0]} outputs")
+    return [tuple(x[:axis]) + (w[0],)]
+
+
+def _fc(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x, w = inputs[0], inputs[1]
+    axis = int(args.get("axis", 1))
+    flat = x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)
+    y = flat @ w.T
+    if len(inputs) > 2:
+        y = y + inputs[2]
+    return [y.reshape(x.shape[:axis] + (w.shape[0],)).astype(np.float32)]
+
+
+def _softmax(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    """Caffe2's Softmax: the dims from ``axis`` on are flattened into one row."""
+    x = inputs[0]
+    axis = int(args.get("axis", 1)) % x.ndim
+    rows = x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1).astype(np.float64)
+    rows = np.exp(rows - rows.max(axis=1, keepdims=True))
+    rows /= rows.sum(axis=1, keepdims=True)
+    return [rows.reshape(x.shape).astype(np.float32)]
+
+
+OPERATORS: dict[str, Operator] = {
+    "Conv": Operator(_conv, _conv_shapes, (2, 3)),
+    "ConvTranspose": Operator(_deconv, _deconv_shapes, (2, 3)),
+    "MaxPool": Operator(_max_pool, _pool_shapes),
+    "AveragePool": Operator(_avg_pool, _pool_shapes),
+    "LRN": Operator(_lrn, same_shape),
+    "SpatialBN": Operator(_spatial_bn, _spatial_bn_shapes, (5, 5)),
+    "FC": Operator(_fc, _fc_shapes, (2, 3)),
+    "Softmax": Operator(_softmax, same_shape),
+}

@@ -1,0 +1,74 @@
+"""Run a NetDef, or predict the shape of every blob it makes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from converters.caffe2.executor import nn, tensor
+from converters.caffe2.executor.operator import Operator, Shape
+from converters.caffe2.netdef import Caffe2Model, op_args
+from converters.errors import NetDefError, ZooforgeError
+
+OPERATORS: Mapping[str, Operator] = MappingProxyType({**nn.OPERATORS, **tensor.OPERATORS})
+
+
+def operator_for(op: Any, index: int) -> Operator:
+    spec = OPERATORS.get(op.type)
+    if spec is None:
+        raise NetDefError(
+            f"operator {index} ({op.type}, '{op.name or op.output[0]}') is not supported by the "
+            f"executor; supported: {', '.join(sorted(OPERATORS))}"
+        )
+    low, high = spec.inputs
+    if not low <= len(op.input) <= high:
+        raise NetDefError(
+            f"operator {index} ({op.type}) has {len(op.input)} inputs, expected {low}..{high}"
+        )
+    return spec
+
+
+def _describe(op: Any, index: int) -> str:
+    return f"operator {index} ({op.type} '{op.name}' -> {list(op.output)})"
+
+
+def infer_shapes(predict_net: Any, shapes: Mapping[str, Shape]) -> dict[str, Shape]:
+    """Shapes of every blob, given the shapes of the external inputs (weights included)."""
+    known: dict[str, Shape] = {name: tuple(int(d) for d in shape) for name, shape in shapes.items()}
+    for index, op in enumerate(predict_net.op):
+        spec = operator_for(op, index)
+        missing = [name for name in op.input if name not in known]
+        if missing:
+            raise NetDefError(f"{_describe(op, index)} reads undefined blob(s) {missing}")
+        try:
+            out = spec.shapes([known[name] for name in op.input], op_args(op), len(op.output))
+        except ZooforgeError as exc:
+            raise NetDefError(f"{_describe(op, index)}: {exc}") from None
+        known.update(zip(op.output, out))
+    return known
+
+
+def run_net(model: Caffe2Model, feeds: Mapping[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
+    """Execute ``model`` on ``feeds``; return the external outputs (or every blob)."""
+    workspace: dict[str, np.ndarray] = dict(model.weights)
+    for name in model.inputs:
+        if name not in feeds:
+            raise NetDefError(f"no value fed for input '{name}'")
+        workspace[name] = np.asarray(feeds[name], dtype=np.float32)
+    for index, op in enumerate(model.predict_net.op):
+        spec = operator_for(op, index)
+        try:
+            values = [workspace[name] for name in op.input]
+        except KeyError as exc:
+            raise NetDefError(f"{_describe(op, index)} reads undefined blob {exc}") from None
+        try:
+            outputs = spec.kernel(values, op_args(op), len(op.output))
+        except ZooforgeError as exc:
+            raise NetDefError(f"{_describe(op, index)}: {exc}") from None
+        workspace.update(zip(op.output, outputs))
+    if keep_all:
+        return workspace
+    return {name: workspace[name] for name in model.outputs}

@@ -1,0 +1,293 @@
+"""Element-wise, arithmetic and shape operators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from converters.caffe2.executor.operator import Operator, Shape, same_shape
+from converters.errors import NetDefError
+
+_INT64 = 10  # caffe2.TensorProto.INT64
+_CAST_TYPES = {1: np.float32, 2: np.int32, 10: np.int64, 12: np.float64}
+
+
+def _unary(fn: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]) -> Operator:
+    def kernel(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+        return [np.asarray(fn(inputs[0], args), dtype=np.float32)]
+
+    return Operator(kernel, same_shape)
+
+
+def _softplus(x: np.ndarray, args: Mapping[str, Any]) -> np.ndarray:
+    return np.logaddexp(0.0, x.astype(np.float64))
+
+
+def _elu(x: np.ndarray, args: Mapping[str, Any]) -> np.ndarray:
+    alpha = float(args.get("alpha", 1.0))
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0).astype(np.float64)))
+
+
+def _sigmoid(x: np.ndarray, args: Mapping[str, Any]) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))
+
+
+# -- broadcasting arithmetic --------------------------------------------------------------------
+
+def _legacy_broadcast(a: Shape, b: Shape, args: Mapping[str, Any]) -> Shape:
+    """Caffe2's broadcast rule: ``b`` matches a run of ``a``'s dims starting at ``axis``."""
+    if not int(args.get("broadcast", 0)):
+        if tuple(a) != tuple(b):
+            raise NetDefError(f"shapes {list(a)} and {list(b)} differ and broadcast is not set")
+        return tuple(a)
+    if len(b) == 0 or (len(b) == 1 and b[0] == 1):
+        return (1,) * len(a)
+    axis = int(args.get("axis", -1))
+    if axis < 0:
+        axis = len(a) - len(b)
+    if tuple(a[axis : axis + len(b)]) != tuple(b):
+        raise NetDefError(f"shape {list(b)} cannot broadcast onto {list(a)} at axis {axis}")
+    return (1,) * axis + tuple(b) + (1,) * (len(a) - axis - len(b))
+
+
+def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Operator:
+    def kernel(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+        a, b = inputs
+        b = b.reshape(_legacy_broadcast(a.shape, b.shape, args))
+        return [np.asarray(fn(a, b), dtype=np.float32)]
+
+    def shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+        _legacy_broadcast(shapes[0], shapes[1], args)
+        return [tuple(shapes[0])]
+
+    return Operator(kernel, shapes, (2, 2))
+
+
+def _variadic(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Operator:
+    def kernel(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+        result = inputs[0]
+        for other in inputs[1:]:
+            result = fn(result, other)
+        return [np.asarray(result, dtype=np.float32)]
+
+    def shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+        if any(tuple(s) != tuple(shapes[0]) for s in shapes):
+            raise NetDefError(f"inputs must share one shape, found {[list(s) for s in shapes]}")
+        return [tuple(shapes[0])]
+
+    return Operator(kernel, shapes, (1, 1 << 16))
+
+
+def _prelu(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x, slope = inputs
+    if slope.size != 1:
+        slope = slope.reshape((1, -1) + (1,) * (x.ndim - 2))
+    return [np.where(x > 0, x, x * slope).astype(np.float32)]
+
+
+def _prelu_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    x, slope = shapes
+    if int(np.prod(slope)) not in (1, x[1]):
+        raise NetDefError(f"PRelu slope shape {list(slope)} fits neither 1 nor {x[1]} channels")
+    return [tuple(x)]
+
+
+# -- shape operators ----------------------------------------------------------------------------
+
+def _flat_shape(shape: Shape, axis: int) -> Shape:
+    return (int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis:], dtype=np.int64)))
+
+
+def _flatten(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    return [inputs[0].reshape(_flat_shape(inputs[0].shape, int(args.get("axis", 1))))]
+
+
+def _flatten_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    return [_flat_shape(tuple(shapes[0]), int(args.get("axis", 1)))]
+
+
+def reshape_target(shape: Shape, spec: Sequence[int]) -> Shape:
+    """Resolve a reshape spec where 0 copies a dim and -1 is inferred (Caffe2's and ONNX's rule)."""
+    out = [int(shape[i]) if d == 0 else int(d) for i, d in enumerate(spec)]
+    total = int(np.prod(shape, dtype=np.int64))
+    if out.count(-1) > 1:
+        raise NetDefError(f"reshape spec {list(spec)} has more than one -1")
+    if -1 in out:
+        known = int(np.prod([d for d in out if d != -1], dtype=np.int64))
+        if known == 0 or total % known:
+            raise NetDefError(f"cannot reshape {list(shape)} to {list(spec)}")
+        out[out.index(-1)] = total // known
+    if int(np.prod(out, dtype=np.int64)) != total:
+        raise NetDefError(f"cannot reshape {list(shape)} ({total} values) to {list(spec)}")
+    return tuple(out)
+
+
+def _reshape_spec(args: Mapping[str, Any]) -> list[int]:
+    if "shape" not in args:
+        raise NetDefError("Reshape needs a 'shape' argument (a shape input is not supported)")
+    return [int(d) for d in args["shape"]]
+
+
+def _reshape(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x = inputs[0]
+    outputs = [x.reshape(reshape_target(x.shape, _reshape_spec(args)))]
+    if n > 1:
+        outputs.append(np.asarray(x.shape, dtype=np.int64))
+    return outputs
+
+
+def _reshape_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    result = [reshape_target(tuple(shapes[0]), _reshape_spec(args))]
+    return result + [(len(shapes[0]),)] * (n - 1)
+
+
+def _transpose_axes(rank: int, args: Mapping[str, Any]) -> list[int]:
+    return [int(a) for a in args.get("axes", list(range(rank))[::-1])]
+
+
+def _transpose(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x = inputs[0]
+    return [np.ascontiguousarray(x.transpose(_transpose_axes(x.ndim, args)))]
+
+
+def _transpose_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    x = shapes[0]
+    return [tuple(x[a] for a in _transpose_axes(len(x), args))]
+
+
+def slice_bounds(shape: Shape, args: Mapping[str, Any]) -> list[slice]:
+    """Caffe2's Slice: a negative end counts from one past the last element (-1 = to the end)."""
+    starts, ends = list(args["starts"]), list(args["ends"])
+    if len(starts) != len(ends) or len(starts) > len(shape):
+        raise NetDefError(f"Slice starts {starts} and ends {ends} do not fit shape {list(shape)}")
+    bounds = []
+    for dim, start, end in zip(shape, starts, ends):
+        start = start + dim + 1 if start < 0 else start
+        end = end + dim + 1 if end < 0 else end
+        if not 0 <= start <= end <= dim:
+            raise NetDefError(f"Slice [{start}, {end}) lies outside a dimension of {dim}")
+        bounds.append(slice(start, end))
+    return bounds
+
+
+def _slice(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    return [np.ascontiguousarray(inputs[0][tuple(slice_bounds(inputs[0].shape, args))])]
+
+
+def _slice_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    shape = tuple(shapes[0])
+    bounds = slice_bounds(shape, args)
+    return [tuple(b.stop - b.start for b in bounds) + shape[len(bounds):]]
+
+
+def _concat(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    axis = int(args.get("axis", 1))
+    outputs = [np.concatenate(inputs, axis=axis)]
+    if n > 1:
+        outputs.append(np.asarray([x.shape[axis] for x in inputs], dtype=np.int32))
+    return outputs
+
+
+def _concat_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    axis = int(args.get("axis", 1)) % len(shapes[0])
+    first = list(shapes[0])
+    for shape in shapes[1:]:
+        if len(shape) != len(first) or any(
+            a != b for i, (a, b) in enumerate(zip(shape, first)) if i != axis
+        ):
+            raise NetDefError(f"Concat inputs {[list(s) for s in shapes]} differ off axis {axis}")
+    first[axis] = sum(int(s[axis]) for s in shapes)
+    return [tuple(first)] + [(len(shapes),)] * (n - 1)
+
+
+def _split_sizes(shape: Shape, args: Mapping[str, Any], n: int) -> list[int]:
+    axis = int(args.get("axis", 1))
+    if "split" in args:
+        sizes = [int(s) for s in args["split"]]
+    else:
+        if shape[axis] % n:
+            raise NetDefError(f"cannot split a dimension of {shape[axis]} into {n} equal parts")
+        sizes = [shape[axis] // n] * n
+    if len(sizes) != n or sum(sizes) != shape[axis]:
+        raise NetDefError(f"split sizes {sizes} do not cover a dimension of {shape[axis]} in {n} outputs")
+    return sizes
+
+
+def _split(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x = inputs[0]
+    axis = int(args.get("axis", 1))
+    cuts = np.cumsum(_split_sizes(x.shape, args, n))[:-1]
+    return [np.ascontiguousarray(part) for part in np.split(x, cuts, axis=axis)]
+
+
+def _split_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    shape = tuple(shapes[0])
+    axis = int(args.get("axis", 1))
+    return [shape[:axis] + (size,) + shape[axis + 1 :] for size in _split_sizes(shape, args, n)]
+
+
+def _argmax(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    axis = int(args.get("axis", -1))
+    keep = bool(int(args.get("keepdims", 1)))
+    return [np.argmax(inputs[0], axis=axis, keepdims=keep).astype(np.int64)]
+
+
+def _argmax_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    shape = list(shapes[0])
+    axis = int(args.get("axis", -1)) % len(shape)
+    if int(args.get("keepdims", 1)):
+        shape[axis] = 1
+    else:
+        del shape[axis]
+    return [tuple(shape)]
+
+
+def _cast(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    to = int(args.get("to", 1))
+    if to not in _CAST_TYPES:
+        raise NetDefError(f"Cast to data type {to} is not supported")
+    return [inputs[0].astype(_CAST_TYPES[to])]
+
+
+def _dropout(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    if not int(args.get("is_test", 0)):
+        raise NetDefError("Dropout runs only in test mode here (is_test=1)")
+    outputs = [inputs[0]]
+    if n > 1:
+        outputs.append(np.ones(inputs[0].shape, dtype=bool))
+    return outputs
+
+
+OPERATORS: dict[str, Operator] = {
+    "Relu": _unary(lambda x, a: np.maximum(x, 0)),
+    "LeakyRelu": _unary(lambda x, a: np.where(x > 0, x, x * float(a.get("alpha", 0.01)))),
+    "PRelu": Operator(_prelu, _prelu_shapes, (2, 2)),
+    "Sigmoid": _unary(_sigmoid),
+    "Tanh": _unary(lambda x, a: np.tanh(x)),
+    "Elu": _unary(_elu),
+    "Abs": _unary(lambda x, a: np.abs(x)),
+    "Exp": _unary(lambda x, a: np.exp(x)),
+    "Log": _unary(lambda x, a: np.log(x)),
+    "Softplus": _unary(_softplus),
+    "Sqr": _unary(lambda x, a: x * x),
+    "Pow": _unary(lambda x, a: np.power(x.astype(np.float64), float(a["exponent"]))),
+    "Scale": _unary(lambda x, a: x * np.float32(a.get("scale", 1.0))),
+    "Copy": Operator(lambda i, a, n: [i[0].copy()], same_shape),
+    "Dropout": Operator(_dropout, same_shape),
+    "Add": _binary(np.add),
+    "Sub": _binary(np.subtract),
+    "Mul": _binary(np.multiply),
+    "Div": _binary(np.divide),
+    "Sum": _variadic(np.add),
+    "Max": _variadic(np.maximum),
+    "Flatten": Operator(_flatten, _flatten_shapes),
+    "Reshape": Operator(_reshape, _reshape_shapes),
+    "Transpose": Operator(_transpose, _transpose_shapes),
+    "Slice": Operator(_slice, _slice_shapes),
+    "Concat": Operator(_concat, _concat_shapes, (1, 1 << 16)),
+    "Split": Operator(_split, _split_shapes),
+    "ArgMax": Operator(_argmax, _argmax_shapes),
+    "Cast": Operator(_cast, same_shape),
+}

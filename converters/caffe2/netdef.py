@@ -1,0 +1,226 @@
+"""Build, read and write Caffe2 NetDefs in the conventions of the Caffe2 model zoo.
+
+A model is a pair: ``predict_net.pb`` (the operators, with weights as external inputs) and
+``init_net.pb`` (one ``GivenTensorFill`` per weight), plus ``value_info.json`` giving each real
+input's element type and shape. In memory zooforge keeps the pair as a ``Caffe2Model``: the
+predict NetDef and the weights as NumPy arrays, so large tensors are never copied into protobuf
+repeated fields unless the pair is written out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from converters.caffe2 import schema
+from converters.errors import InputFileError, NetDefError
+from converters.fileio import atomic_write_bytes
+
+FLOAT_TYPE = 1  # caffe2.TensorProto.FLOAT
+INT32_TYPE = 2
+INT64_TYPE = 10
+
+ArgValue = int | float | str | bytes | list[int] | list[float] | list[str]
+
+
+@dataclass
+class Caffe2Model:
+    """A NetDef pair in memory: operators, weights, and the shapes of the real inputs."""
+
+    predict_net: Any
+    weights: dict[str, np.ndarray]
+    input_shapes: dict[str, tuple[int, ...]]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> list[str]:
+        return [name for name in self.predict_net.external_input if name not in self.weights]
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.predict_net.external_output)
+
+
+def make_op(
+    op_type: str,
+    inputs: Iterable[str],
+    outputs: Iterable[str],
+    name: str = "",
+    **args: ArgValue,
+) -> Any:
+    """Create an ``OperatorDef``; keyword arguments become Caffe2 ``Argument``s."""
+    op = schema.OperatorDef(type=op_type, input=list(inputs), output=list(outputs), name=name)
+    for key in sorted(args):
+        op.arg.append(make_arg(key, args[key]))
+    return op
+
+
+def make_arg(name: str, value: ArgValue) -> Any:
+    arg = schema.Argument(name=name)
+    if isinstance(value, bool):
+        arg.i = int(value)
+    elif isinstance(value, (int, np.integer)):
+        arg.i = int(value)
+    elif isinstance(value, (float, np.floating)):
+        arg.f = float(value)
+    elif isinstance(value, str):
+        arg.s = value.encode()
+    elif isinstance(value, bytes):
+        arg.s = value
+    else:
+        items = list(value)
+        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
+            arg.ints.extend(int(v) for v in items)
+        elif all(isinstance(v, (int, float, np.number)) for v in items):
+            arg.floats.extend(float(v) for v in items)
+        elif all(isinstance(v, str) for v in items):
+            arg.strings.extend(v.encode() for v in items)
+        else:
+            raise TypeError(f"argument {name!r} has an unsupported value {value!r}")
+    return arg
+
+
+def op_args(op: Any) -> dict[str, Any]:
+    """An ``OperatorDef``'s arguments as a plain dict (strings decoded, lists as lists)."""
+    result: dict[str, Any] = {}
+    for arg in op.arg:
+        if arg.HasField("f"):
+            result[arg.name] = arg.f
+        elif arg.HasField("i"):
+            result[arg.name] = arg.i
+        elif arg.HasField("s"):
+            result[arg.name] = arg.s.decode(errors="replace")
+        elif len(arg.floats):
+            result[arg.name] = list(arg.floats)
+        elif len(arg.ints):
+            result[arg.name] = list(arg.ints)
+        elif len(arg.strings):
+            result[arg.name] = [s.decode(errors="replace") for s in arg.strings]
+        else:
+            result[arg.name] = []
+    return result
+
+
+# -- files ------------------------------------------------------------------------------------
+
+_FILL_DTYPES: Mapping[str, Any] = {
+    "GivenTensorFill": np.float32,
+    "GivenTensorDoubleFill": np.float64,
+    "GivenTensorIntFill": np.int32,
+    "GivenTensorInt64Fill": np.int64,
+}
+
+
+def build_init_net(weights: Mapping[str, np.ndarray], name: str) -> Any:
+    """One ``GivenTensorFill`` (or its int variants) per weight, in the order given."""
+    net = schema.NetDef(name=f"{name}_init")
+    for blob, array in weights.items():
+        op_type = "GivenTensorInt64Fill" if array.dtype == np.int64 else "GivenTensorFill"
+        op = make_op(op_type, [], [blob], shape=[int(d) for d in array.shape])
+        values = schema.Argument(name="values")
+        if array.dtype == np.int64:
+            values.ints.extend(array.ravel().tolist())
+        else:
+            values.floats.extend(array.astype(np.float32, copy=False).ravel())
+        op.arg.append(values)
+        net.op.append(op)
+        net.external_output.append(blob)
+    return net
+
+
+def weights_from_init_net(init_net: Any, source: str) -> dict[str, np.ndarray]:
+    """Execute an init net's fill operators into arrays."""
+    weights: dict[str, np.ndarray] = {}
+    for op in init_net.op:
+        dtype = _FILL_DTYPES.get(op.type)
+        if dtype is None or len(op.output) != 1:
+            raise NetDefError(
+                f"{source}: init net operator {op.type} -> {list(op.output)} is not a "
+                f"single-output fill ({', '.join(_FILL_DTYPES)})"
+            )
+        shape = ()
+        values = None
+        for arg in op.arg:
+            if arg.name == "shape":
+                shape = tuple(int(d) for d in arg.ints)
+            elif arg.name == "values":
+                values = arg.ints if np.issubdtype(dtype, np.integer) else arg.floats
+        if values is None:
+            raise NetDefError(f"{source}: fill for '{op.output[0]}' has no 'values' argument")
+        array = np.asarray(values, dtype=dtype)
+        if array.size != int(np.prod(shape, dtype=np.int64)):
+            raise NetDefError(
+                f"{source}: fill for '{op.output[0]}' has {array.size} values for shape {list(shape)}"
+            )
+        weights[op.output[0]] = array.reshape(shape)
+    return weights
+
+
+def read_netdef(path: Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"NetDef file {path} does not exist")
+    net = schema.NetDef()
+    try:
+        net.ParseFromString(path.read_bytes())
+    except DecodeError as exc:
+        raise InputFileError(f"{path} is not a Caffe2 NetDef (protobuf decoding failed: {exc})") from None
+    return net
+
+
+def read_value_info(path: Path) -> dict[str, tuple[int, ...]]:
+    """``value_info.json``: ``{"data": [elem_type, [1, 3, 224, 224]]}``."""
+    try:
+        raw = json.loads(Path(path).read_text())
+        return {name: tuple(int(d) for d in info[1]) for name, info in raw.items()}
+    except FileNotFoundError:
+        raise InputFileError(f"value info file {path} does not exist") from None
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise InputFileError(
+            f"{path} is not a Caffe2 value_info.json ({{name: [elem_type, shape]}}): {exc}"
+        ) from None
+
+
+def load_caffe2(
+    predict_net: Path,
+    init_net: Path,
+    value_info: Path | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> Caffe2Model:
+    """Read a NetDef pair; input shapes come from ``value_info`` and/or ``input_shapes``."""
+    predict = read_netdef(predict_net)
+    init = read_netdef(init_net)
+    weights = weights_from_init_net(init, str(init_net))
+    shapes = dict(read_value_info(value_info)) if value_info else {}
+    shapes.update(input_shapes or {})
+    model = Caffe2Model(predict, weights, {})
+    missing = [name for name in model.inputs if name not in shapes]
+    if missing:
+        raise NetDefError(
+            f"{predict_net}: no shape for input(s) {missing}; pass --value-info or --input-shape"
+        )
+    model.input_shapes = {name: shapes[name] for name in model.inputs}
+    return model
+
+
+def write_caffe2(model: Caffe2Model, directory: Path) -> dict[str, Path]:
+    """Write ``predict_net.pb``, ``init_net.pb`` and ``value_info.json`` into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    init = build_init_net(model.weights, model.predict_net.name or "model")
+    value_info = {name: [FLOAT_TYPE, list(shape)] for name, shape in model.input_shapes.items()}
+    files = {
+        "predict_net": (directory / "predict_net.pb", model.predict_net.SerializeToString()),
+        "init_net": (directory / "init_net.pb", init.SerializeToString()),
+        "value_info": (directory / "value_info.json", json.dumps(value_info).encode()),
+    }
+    for path, payload in files.values():
+        atomic_write_bytes(path, payload)
+    return {key: path for key, (path, _) in files.items()}
+
