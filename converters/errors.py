@@ -7,9 +7,12 @@ bug and is allowed to surface with its traceback.
 
 from __future__ import annotations
 
+from versioning.errors import OpsetError, ZooforgeError
 
-class ZooforgeError(Exception):
-    """Base class for errors caused by the user's input, not by zooforge itself."""
+__all__ = [
+    "CaffeModelError", "ExportError", "InputFileError", "NetDefError", "OpsetError",
+    "UnsupportedLayerError", "ZooforgeError",
+]
 
 
 class InputFileError(ZooforgeError):

@@ -7,12 +7,19 @@ from typing import Any
 from converters.errors import CaffeModelError
 
 
-def spatial(param: Any, name: str, default: int | None, where: str) -> tuple[int, int]:
-    """Caffe's rule: ``name_h``/``name_w`` win; else ``name`` holds one value or one per axis."""
-    if param.HasField(f"{name}_h") or param.HasField(f"{name}_w"):
-        if not (param.HasField(f"{name}_h") and param.HasField(f"{name}_w")):
-            raise CaffeModelError(f"{where}: {name}_h and {name}_w must be given together")
-        return int(getattr(param, f"{name}_h")), int(getattr(param, f"{name}_w"))
+def spatial(
+    param: Any, name: str, default: int | None, where: str, pair: str | None = None
+) -> tuple[int, int]:
+    """Caffe's rule: ``<pair>_h``/``<pair>_w`` win; else ``name`` holds one value or one per axis.
+
+    ``pair`` defaults to ``name`` (``pad`` -> ``pad_h``); kernels pair ``kernel_size`` with
+    ``kernel_h``/``kernel_w``.
+    """
+    pair = pair or name
+    if param.HasField(f"{pair}_h") or param.HasField(f"{pair}_w"):
+        if not (param.HasField(f"{pair}_h") and param.HasField(f"{pair}_w")):
+            raise CaffeModelError(f"{where}: {pair}_h and {pair}_w must be given together")
+        return int(getattr(param, f"{pair}_h")), int(getattr(param, f"{pair}_w"))
     values = getattr(param, name)
     if _repeated(values):
         values = [int(v) for v in values]

@@ -1,0 +1,539 @@
+"""Translate a ``CaffeNet`` into a Caffe2 NetDef pair, layer by layer.
+
+Each Caffe layer type has one translator function in ``TRANSLATORS``. Translators append Caffe2
+operators through ``Translation.add``, which infers output shapes at once with the executor's shape
+rules, so a weight of the wrong shape is reported against the Caffe layer that holds it. Names
+follow the Caffe2 model zoo: blobs keep their Caffe names, weights are ``<layer>_w``/``<layer>_b``,
+and helper blobs made inside one layer start with an underscore.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from converters.caffe.net import CaffeLayer, CaffeNet
+from converters.caffe.params import spatial
+from converters.caffe2 import schema
+from converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING
+from converters.caffe2.executor.run import infer_shapes
+from converters.caffe2.netdef import Caffe2Model, make_op
+from converters.errors import CaffeModelError, UnsupportedLayerError, ZooforgeError
+
+Shape = tuple[int, ...]
+_FLOAT = 1  # caffe2.TensorProto.FLOAT
+
+
+class Translation:
+    """The NetDef under construction, with every blob's shape known."""
+
+    def __init__(self, net: CaffeNet) -> None:
+        self.predict = schema.NetDef(name=net.name)
+        self.weights: dict[str, np.ndarray] = {}
+        self.shapes: dict[str, Shape] = dict(net.inputs)
+        self.layer: CaffeLayer | None = None
+
+    @property
+    def where(self) -> str:
+        layer = self.layer
+        return f"layer '{layer.name}' ({layer.type})" if layer else "net"
+
+    def shape(self, blob: str) -> Shape:
+        return self.shapes[blob]
+
+    def add(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], **args: Any) -> str:
+        """Append an operator named after the current layer; return its first output."""
+        op = make_op(op_type, inputs, outputs, name=self.layer.name if self.layer else "", **args)
+        try:
+            shapes = infer_shapes(_single_op_net(op), {name: self.shapes[name] for name in inputs})
+        except ZooforgeError as exc:
+            raise CaffeModelError(f"{self.where}: {_strip_operator_prefix(str(exc))}") from None
+        self.shapes.update({name: shapes[name] for name in outputs})
+        self.predict.op.append(op)
+        return outputs[0]
+
+    def weight(self, suffix: str, array: np.ndarray) -> str:
+        name = f"{self.layer.name}_{suffix}"
+        if name in self.weights or name in self.shapes:
+            raise CaffeModelError(f"{self.where}: weight name '{name}' clashes with another blob")
+        self.weights[name] = np.ascontiguousarray(array, dtype=np.float32)
+        self.shapes[name] = self.weights[name].shape
+        return name
+
+    def temp(self, suffix: str) -> str:
+        """A name for a blob private to the current layer."""
+        return f"_{self.layer.name}_{suffix}"
+
+    def blob(self, index: int, shape: Shape) -> np.ndarray:
+        """Weight blob ``index`` of the current layer, reshaped to ``shape`` (legacy 4-D dims too)."""
+        blobs = self.layer.blobs
+        if index >= len(blobs):
+            raise CaffeModelError(
+                f"{self.where} needs weight blob {index}, but the weights file gives it {len(blobs)}"
+            )
+        array = blobs[index]
+        if array.size != int(np.prod(shape, dtype=np.int64)):
+            raise CaffeModelError(
+                f"{self.where}: weight blob {index} has shape {list(array.shape)}, "
+                f"expected {list(shape)}"
+            )
+        return array.reshape(shape)
+
+
+def _single_op_net(op: Any) -> Any:
+    net = schema.NetDef()
+    net.op.append(op)
+    return net
+
+
+def _strip_operator_prefix(message: str) -> str:
+    return message.split(": ", 1)[1] if message.startswith("operator ") and ": " in message else message
+
+
+def translate(net: CaffeNet) -> Caffe2Model:
+    """Translate every layer; the result's weights are the init net."""
+    t = Translation(net)
+    for layer in net.layers:
+        translator = TRANSLATORS.get(layer.type)
+        if translator is None:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' has type '{layer.type}', which zooforge cannot convert; "
+                f"supported types: {', '.join(sorted(TRANSLATORS))}"
+            )
+        t.layer = layer
+        translator(t, layer)
+    t.layer = None
+    t.predict.external_input.extend(list(net.inputs) + list(t.weights))
+    t.predict.external_output.extend(net.outputs)
+    return Caffe2Model(t.predict, t.weights, dict(net.inputs))
+
+
+# -- layer translators --------------------------------------------------------------------------
+
+def _window_args(kernel: Shape, stride: Shape, pad: Shape, dilation: Shape = (1, 1)) -> dict[str, Any]:
+    """Caffe2's classic argument spelling: one value when square, ``_h``/``_w`` otherwise."""
+    args: dict[str, Any] = {}
+    for key, value in (("kernel", kernel), ("stride", stride), ("pad", pad), ("dilation", dilation)):
+        if value[0] == value[1]:
+            if key == "kernel" or value[0] != (0 if key == "pad" else 1):
+                args[key] = value[0]
+        elif key == "pad":
+            args.update(pad_t=value[0], pad_b=value[0], pad_l=value[1], pad_r=value[1])
+        else:
+            args[f"{key}_h"], args[f"{key}_w"] = value
+    return args
+
+
+def _conv_common(t: Translation, layer: CaffeLayer, transposed: bool) -> None:
+    p = layer.param.convolution_param
+    where = t.where
+    if p.axis != 1:
+        raise UnsupportedLayerError(f"{where}: only axis 1 (NCHW) convolutions are supported")
+    kernel = spatial(p, "kernel_size", None, where, pair="kernel")
+    stride = spatial(p, "stride", 1, where)
+    pad = spatial(p, "pad", 0, where)
+    dilation = _dilation(p, where)
+    x = layer.bottoms[0]
+    channels = t.shape(x)[1]
+    group = p.group
+    if group < 1 or channels % group or p.num_output % group:
+        raise CaffeModelError(
+            f"{where}: group {group} does not divide {channels} input and {p.num_output} output channels"
+        )
+    if transposed:
+        w_shape = (channels, p.num_output // group, *kernel)
+    else:
+        w_shape = (p.num_output, channels // group, *kernel)
+    inputs = [x, t.weight("w", t.blob(0, w_shape))]
+    if p.bias_term:
+        inputs.append(t.weight("b", t.blob(1, (p.num_output,))))
+    args = _window_args(kernel, stride, pad, dilation)
+    if group != 1:
+        args["group"] = group
+    t.add("ConvTranspose" if transposed else "Conv", inputs, [layer.tops[0]], order="NCHW", **args)
+
+
+def _dilation(p: Any, where: str) -> tuple[int, int]:
+    values = [int(v) for v in p.dilation] or [1]
+    if len(values) > 2:
+        raise UnsupportedLayerError(f"{where}: only 2-D dilation is supported, found {values}")
+    return (values[0], values[-1])
+
+
+def _convolution(t: Translation, layer: CaffeLayer) -> None:
+    _conv_common(t, layer, transposed=False)
+
+
+def _deconvolution(t: Translation, layer: CaffeLayer) -> None:
+    _conv_common(t, layer, transposed=True)
+
+
+def _pooling(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.pooling_param
+    where = t.where
+    methods = {0: "MaxPool", 1: "AveragePool"}
+    if p.pool not in methods:
+        raise UnsupportedLayerError(f"{where}: STOCHASTIC pooling cannot be converted")
+    x = layer.bottoms[0]
+    if p.global_pooling:
+        t.add(methods[p.pool], [x], [layer.tops[0]], order="NCHW", global_pooling=1)
+        return
+    kernel = spatial(p, "kernel_size", None, where, pair="kernel")
+    args = _window_args(kernel, spatial(p, "stride", 1, where), spatial(p, "pad", 0, where))
+    if p.round_mode == 0:  # CEIL, Caffe's own rounding
+        args["legacy_pad"] = CAFFE_LEGACY_POOLING
+    t.add(methods[p.pool], [x], [layer.tops[0]], order="NCHW", **args)
+
+
+def _lrn(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.lrn_param
+    x, top = layer.bottoms[0], layer.tops[0]
+    if p.local_size % 2 == 0:
+        raise CaffeModelError(f"{t.where}: local_size must be odd, found {p.local_size}")
+    if p.norm_region == 0:  # ACROSS_CHANNELS
+        t.add("LRN", [x], [top], size=p.local_size, alpha=p.alpha, beta=p.beta, bias=p.k, order="NCHW")
+        return
+    # WITHIN_CHANNEL: x * (1 + alpha * mean of x^2 over a local_size^2 window) ^ -beta
+    half = (p.local_size - 1) // 2
+    squared = t.add("Sqr", [x], [t.temp("sqr")])
+    pooled = t.add(
+        "AveragePool", [squared], [t.temp("pool")], order="NCHW", kernel=p.local_size, stride=1,
+        pad=half, legacy_pad=CAFFE_LEGACY_POOLING,
+    )
+    scaled = t.add("Scale", [pooled], [t.temp("scaled")], scale=p.alpha)
+    shifted = t.add("Add", [scaled, t.weight("one", np.ones((), np.float32))], [t.temp("shifted")], broadcast=1)
+    factor = t.add("Pow", [shifted], [t.temp("factor")], exponent=-p.beta)
+    t.add("Mul", [x, factor], [top])
+
+
+def _inner_product(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.inner_product_param
+    x = layer.bottoms[0]
+    shape = t.shape(x)
+    axis = p.axis % len(shape)
+    inner = int(np.prod(shape[axis:], dtype=np.int64))
+    if p.transpose:
+        w = t.blob(0, (inner, p.num_output)).T
+    else:
+        w = t.blob(0, (p.num_output, inner))
+    inputs = [x, t.weight("w", w)]
+    if p.bias_term:
+        inputs.append(t.weight("b", t.blob(1, (p.num_output,))))
+    args = {"axis": axis} if axis != 1 else {}
+    t.add("FC", inputs, [layer.tops[0]], **args)
+
+
+def _relu(t: Translation, layer: CaffeLayer) -> None:
+    slope = layer.param.relu_param.negative_slope
+    if slope:
+        t.add("LeakyRelu", layer.bottoms[:1], layer.tops[:1], alpha=slope)
+    else:
+        t.add("Relu", layer.bottoms[:1], layer.tops[:1])
+
+
+def _prelu(t: Translation, layer: CaffeLayer) -> None:
+    x = layer.bottoms[0]
+    count = 1 if layer.param.prelu_param.channel_shared else t.shape(x)[1]
+    t.add("PRelu", [x, t.weight("slope", t.blob(0, (count,)))], layer.tops[:1])
+
+
+def _elementwise(op_type: str) -> Callable[[Translation, CaffeLayer], None]:
+    def translate_layer(t: Translation, layer: CaffeLayer) -> None:
+        t.add(op_type, layer.bottoms[:1], layer.tops[:1])
+
+    return translate_layer
+
+
+def _elu(t: Translation, layer: CaffeLayer) -> None:
+    t.add("Elu", layer.bottoms[:1], layer.tops[:1], alpha=layer.param.elu_param.alpha)
+
+
+def _affine(scale: float, shift: float) -> list[tuple[str, dict[str, Any]]]:
+    """Steps computing ``scale * x + shift``, leaving out identities."""
+    steps: list[tuple[str, dict[str, Any]]] = []
+    if scale != 1.0:
+        steps.append(("Scale", {"scale": scale}))
+    if shift != 0.0:
+        steps.append(("Add", {"value": shift}))
+    return steps
+
+
+def _chain(t: Translation, layer: CaffeLayer, steps: list[tuple[str, dict[str, Any]]]) -> None:
+    """Apply one-input steps in order from the layer's bottom to its top (``Add`` adds a scalar)."""
+    steps = steps or [("Copy", {})]
+    current = layer.bottoms[0]
+    for index, (op_type, args) in enumerate(steps):
+        out = layer.tops[0] if index == len(steps) - 1 else t.temp(f"step{index}")
+        inputs = [current]
+        if op_type == "Add":
+            args = dict(args)
+            inputs.append(t.weight(f"shift{index}", np.asarray(args.pop("value"), np.float32)))
+            args["broadcast"] = 1
+        current = t.add(op_type, inputs, [out], **args)
+
+
+def _power(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.power_param
+    power = [("Pow", {"exponent": p.power})] if p.power != 1.0 else []
+    _chain(t, layer, _affine(p.scale, p.shift) + power)
+
+
+def _exp(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.exp_param
+    log_base = 1.0 if p.base == -1 else math.log(p.base)
+    _chain(t, layer, _affine(p.scale * log_base, p.shift * log_base) + [("Exp", {})])
+
+
+def _log(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.log_param
+    inv_log_base = 1.0 if p.base == -1 else 1.0 / math.log(p.base)
+    change_base = [("Scale", {"scale": inv_log_base})] if inv_log_base != 1.0 else []
+    _chain(t, layer, _affine(p.scale, p.shift) + [("Log", {})] + change_base)
+
+
+def _dropout(t: Translation, layer: CaffeLayer) -> None:
+    ratio = layer.param.dropout_param.dropout_ratio
+    t.add("Dropout", layer.bottoms[:1], layer.tops[:1], ratio=ratio, is_test=1)
+
+
+def _softmax(t: Translation, layer: CaffeLayer) -> None:
+    x, top = layer.bottoms[0], layer.tops[0]
+    rank = len(t.shape(x))
+    axis = layer.param.softmax_param.axis % rank
+    if axis == rank - 1:
+        t.add("Softmax", [x], [top], axis=axis)
+        return
+    # Caffe normalises along one axis; Caffe2 flattens everything from ``axis`` on. Move the
+    # axis last, normalise there, and move it back.
+    order = [d for d in range(rank) if d != axis] + [axis]
+    back = list(np.argsort(order))
+    moved = t.add("Transpose", [x], [t.temp("moved")], axes=order)
+    normed = t.add("Softmax", [moved], [t.temp("softmax")], axis=rank - 1)
+    t.add("Transpose", [normed], [top], axes=[int(a) for a in back])
+
+
+def _concat(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.concat_param
+    axis = p.concat_dim if p.HasField("concat_dim") else p.axis
+    axis %= len(t.shape(layer.bottoms[0]))
+    t.add("Concat", layer.bottoms, layer.tops[:1], axis=axis, order="NCHW")
+
+
+def _slice(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.slice_param
+    x = layer.bottoms[0]
+    shape = t.shape(x)
+    axis = (p.slice_dim if p.HasField("slice_dim") else p.axis) % len(shape)
+    points = [int(v) for v in p.slice_point]
+    if points:
+        if len(points) != len(layer.tops) - 1:
+            raise CaffeModelError(
+                f"{t.where}: {len(points)} slice points for {len(layer.tops)} tops"
+            )
+        edges = [0, *points, shape[axis]]
+        sizes = [b - a for a, b in zip(edges, edges[1:])]
+        if any(size <= 0 for size in sizes):
+            raise CaffeModelError(f"{t.where}: slice points {points} do not increase within {shape[axis]}")
+    else:
+        if shape[axis] % len(layer.tops):
+            raise CaffeModelError(
+                f"{t.where}: dimension {shape[axis]} does not split evenly into {len(layer.tops)} tops"
+            )
+        sizes = [shape[axis] // len(layer.tops)] * len(layer.tops)
+    t.add("Split", [x], layer.tops, axis=axis, split=sizes)
+
+
+def _split(t: Translation, layer: CaffeLayer) -> None:
+    for top in layer.tops:
+        t.add("Copy", layer.bottoms[:1], [top])
+
+
+def _eltwise(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.eltwise_param
+    bottoms, top = layer.bottoms, layer.tops[0]
+    coeffs = [float(c) for c in p.coeff]
+    if coeffs and (len(coeffs) != len(bottoms) or p.operation != 1):
+        raise CaffeModelError(
+            f"{t.where}: {len(coeffs)} coefficients for {len(bottoms)} bottoms "
+            "(coefficients need the SUM operation and one per bottom)"
+        )
+    if p.operation == 1:  # SUM
+        if any(c != 1.0 for c in coeffs):
+            bottoms = [
+                b if c == 1.0 else t.add("Scale", [b], [t.temp(f"coeff{i}")], scale=c)
+                for i, (b, c) in enumerate(zip(bottoms, coeffs))
+            ]
+        t.add("Sum", bottoms, [top])
+    elif p.operation == 2:  # MAX
+        t.add("Max", bottoms, [top])
+    else:  # PROD
+        current = bottoms[0]
+        for index, other in enumerate(bottoms[1:], start=1):
+            out = top if index == len(bottoms) - 1 else t.temp(f"prod{index}")
+            current = t.add("Mul", [current, other], [out])
+
+
+def _batch_norm(t: Translation, layer: CaffeLayer) -> None:
+    x = layer.bottoms[0]
+    channels = t.shape(x)[1]
+    mean = t.blob(0, (channels,))
+    var = t.blob(1, (channels,))
+    factor = float(t.blob(2, (1,))[0]) if len(layer.blobs) > 2 else 1.0
+    scale = 0.0 if factor == 0 else 1.0 / factor
+    eps = layer.param.batch_norm_param.eps
+    inputs = [
+        x,
+        t.weight("s", np.ones(channels, np.float32)),
+        t.weight("b", np.zeros(channels, np.float32)),
+        t.weight("rm", mean * scale),
+        t.weight("riv", var * scale),
+    ]
+    t.add("SpatialBN", inputs, layer.tops[:1], epsilon=eps, is_test=1, order="NCHW")
+
+
+def _broadcast_span(t: Translation, layer: CaffeLayer, axis: int, num_axes: int) -> tuple[int, Shape]:
+    shape = t.shape(layer.bottoms[0])
+    axis %= len(shape)
+    if len(layer.bottoms) > 1:
+        return axis, t.shape(layer.bottoms[1])
+    end = len(shape) if num_axes == -1 else axis + num_axes
+    return axis, tuple(shape[axis:end])
+
+
+def _scale(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.scale_param
+    axis, span = _broadcast_span(t, layer, p.axis, p.num_axes)
+    if len(layer.bottoms) > 1:
+        factor = layer.bottoms[1]
+        bias_index = 0
+    else:
+        factor = t.weight("w", t.blob(0, span))
+        bias_index = 1
+    out = layer.tops[0]
+    product = t.add("Mul", [layer.bottoms[0], factor], [t.temp("scaled") if p.bias_term else out],
+                    broadcast=1, axis=axis)
+    if p.bias_term:
+        bias = t.weight("b", t.blob(bias_index, span))
+        t.add("Add", [product, bias], [out], broadcast=1, axis=axis)
+
+
+def _bias(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.bias_param
+    axis, span = _broadcast_span(t, layer, p.axis, p.num_axes)
+    bias = layer.bottoms[1] if len(layer.bottoms) > 1 else t.weight("b", t.blob(0, span))
+    t.add("Add", [layer.bottoms[0], bias], layer.tops[:1], broadcast=1, axis=axis)
+
+
+def _reshape_to(t: Translation, layer: CaffeLayer, target: Shape) -> None:
+    spec = list(target)
+    if spec and spec[0] == t.shape(layer.bottoms[0])[0]:
+        spec[0] = 0  # keep the batch dimension free
+    t.add("Reshape", layer.bottoms[:1], layer.tops[:1], shape=spec)
+
+
+def _flatten(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.flatten_param
+    shape = t.shape(layer.bottoms[0])
+    axis, end = p.axis % len(shape), p.end_axis % len(shape)
+    if axis == 1 and end == len(shape) - 1:
+        t.add("Flatten", layer.bottoms[:1], layer.tops[:1], axis=1)
+        return
+    merged = int(np.prod(shape[axis : end + 1], dtype=np.int64))
+    _reshape_to(t, layer, (*shape[:axis], merged, *shape[end + 1 :]))
+
+
+def _reshape(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.reshape_param
+    shape = t.shape(layer.bottoms[0])
+    axis = p.axis if p.axis >= 0 else len(shape) + p.axis + 1
+    end = len(shape) if p.num_axes == -1 else axis + p.num_axes
+    if not 0 <= axis <= end <= len(shape):
+        raise CaffeModelError(f"{t.where}: axis {p.axis} / num_axes {p.num_axes} do not fit {list(shape)}")
+    spec = [int(d) for d in p.shape.dim]
+    middle = [shape[axis + i] if d == 0 else d for i, d in enumerate(spec)]
+    target = [*shape[:axis], *middle, *shape[end:]]
+    if target.count(-1) > 1:
+        raise CaffeModelError(f"{t.where}: shape {spec} infers more than one dimension")
+    if -1 in target:
+        known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
+        target[target.index(-1)] = int(np.prod(shape, dtype=np.int64)) // max(known, 1)
+    if int(np.prod(target, dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
+        raise CaffeModelError(f"{t.where}: cannot reshape {list(shape)} to {spec}")
+    _reshape_to(t, layer, tuple(target))
+
+
+def _crop(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.crop_param
+    x, reference = layer.bottoms[0], layer.bottoms[1]
+    shape, ref = t.shape(x), t.shape(reference)
+    axis = p.axis % len(shape)
+    offsets = [int(o) for o in p.offset]
+    count = len(shape) - axis
+    if len(offsets) not in (0, 1, count):
+        raise CaffeModelError(f"{t.where}: {len(offsets)} offsets for {count} cropped axes")
+    offsets = offsets * count if len(offsets) == 1 else offsets or [0] * count
+    starts, ends = [], []
+    for dim in range(len(shape)):
+        if dim < axis:
+            starts.append(0)
+            ends.append(-1)
+        else:
+            offset = offsets[dim - axis]
+            if offset + ref[dim] > shape[dim]:
+                raise CaffeModelError(
+                    f"{t.where}: crop of {ref[dim]} at offset {offset} exceeds dimension {dim} "
+                    f"of size {shape[dim]}"
+                )
+            starts.append(offset)
+            ends.append(offset + ref[dim])
+    t.add("Slice", [x], layer.tops[:1], starts=starts, ends=ends)
+
+
+def _argmax(t: Translation, layer: CaffeLayer) -> None:
+    p = layer.param.argmax_param
+    if p.out_max_val or p.top_k != 1:
+        raise UnsupportedLayerError(f"{t.where}: only top_k 1 without out_max_val is supported")
+    x, top = layer.bottoms[0], layer.tops[0]
+    if p.HasField("axis"):
+        index = t.add("ArgMax", [x], [t.temp("index")], axis=p.axis % len(t.shape(x)), keepdims=1)
+        t.add("Cast", [index], [top], to=_FLOAT)
+        return
+    flat = t.add("Flatten", [x], [t.temp("flat")], axis=1)
+    index = t.add("ArgMax", [flat], [t.temp("index")], axis=1, keepdims=1)
+    shaped = t.add("Reshape", [index], [t.temp("shaped")], shape=[0, 1, 1])
+    t.add("Cast", [shaped], [top], to=_FLOAT)
+
+
+TRANSLATORS: Mapping[str, Callable[[Translation, CaffeLayer], None]] = {
+    "Convolution": _convolution,
+    "Deconvolution": _deconvolution,
+    "Pooling": _pooling,
+    "LRN": _lrn,
+    "InnerProduct": _inner_product,
+    "ReLU": _relu,
+    "PReLU": _prelu,
+    "Sigmoid": _elementwise("Sigmoid"),
+    "TanH": _elementwise("Tanh"),
+    "AbsVal": _elementwise("Abs"),
+    "BNLL": _elementwise("Softplus"),
+    "ELU": _elu,
+    "Power": _power,
+    "Exp": _exp,
+    "Log": _log,
+    "Dropout": _dropout,
+    "Softmax": _softmax,
+    "Concat": _concat,
+    "Slice": _slice,
+    "Split": _split,
+    "Eltwise": _eltwise,
+    "BatchNorm": _batch_norm,
+    "Scale": _scale,
+    "Bias": _bias,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Crop": _crop,
+    "ArgMax": _argmax,
+}

@@ -1,0 +1,1 @@
+"""The Caffe2 -> ONNX frontend."""

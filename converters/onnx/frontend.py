@@ -1,0 +1,149 @@
+"""Export a Caffe2 NetDef pair as an ONNX model at a chosen opset.
+
+Tensor names follow the ONNX model zoo by default: every Caffe2 blob becomes ``<blob>_<n>``,
+where ``n`` counts the writes to that blob (inputs and weights are ``_0``), so the zoo's
+``data_0``, ``conv1_w_0`` and ``prob_1`` come out as users expect. With ``names="caffe"`` each
+blob keeps its plain name at its last write and earlier writes of in-place blobs get ``_<n>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from converters.caffe2.executor import infer_shapes
+from converters.caffe2.netdef import Caffe2Model, op_args
+from converters.errors import ExportError
+from converters.onnx.context import ExportContext, OpEmitter, initializer_protos
+from converters.onnx.handlers import REGISTRY
+from versioning import opset_info
+
+NameStyle = Literal["zoo", "caffe"]
+BATCH_SYMBOL = "N"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to write the ONNX model."""
+
+    opset: int
+    names: NameStyle = "zoo"
+    dynamic_batch: bool = False
+    producer_version: str = ""
+
+
+class _Names:
+    """SSA names for Caffe2 blobs (Caffe2 allows in-place writes, ONNX does not)."""
+
+    def __init__(self, model: Caffe2Model, style: NameStyle) -> None:
+        if style not in ("zoo", "caffe"):
+            raise ExportError(f"unknown naming style {style!r}; use 'zoo' or 'caffe'")
+        self.style = style
+        self.version: dict[str, int] = {name: 0 for name in model.predict_net.external_input}
+        self.final: dict[str, int] = dict(self.version)
+        for op in model.predict_net.op:
+            for blob in op.output:
+                self.final[blob] = self.final.get(blob, 0) + 1
+
+    def current(self, blob: str) -> str:
+        if blob not in self.version:
+            raise ExportError(f"blob '{blob}' is read before any operator writes it")
+        return self._name(blob, self.version[blob])
+
+    def write(self, blob: str) -> str:
+        self.version[blob] = self.version.get(blob, 0) + 1
+        return self._name(blob, self.version[blob])
+
+    def _name(self, blob: str, version: int) -> str:
+        if self.style == "caffe" and version == self.final[blob]:
+            return blob
+        return f"{blob}_{version}"
+
+
+def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> onnx.ModelProto:
+    """Translate every operator with its versioned handler and assemble the model."""
+    info = opset_info(options.opset)
+    net = model.predict_net
+    shapes = infer_shapes(net, {**model.input_shapes, **{k: v.shape for k, v in model.weights.items()}})
+    consumed = {name for op in net.op for name in op.input} | set(net.external_output)
+    context = ExportContext(options.opset, model.weights, shapes, consumed)
+    names = _Names(model, options.names)
+
+    weight_names: dict[str, str] = {}
+    for blob, array in model.weights.items():
+        name = context.claim(names.current(blob))
+        weight_names[blob] = name
+    input_names = {blob: context.claim(names.current(blob)) for blob in model.inputs}
+
+    for index, op in enumerate(net.op):
+        handler = REGISTRY.get(op.type)
+        if handler is None:
+            raise ExportError(
+                f"operator {index} ({op.type} '{op.name}') has no ONNX handler; "
+                f"handled: {', '.join(sorted(REGISTRY))}"
+            )
+        inputs = [names.current(blob) for blob in op.input]
+        outputs = [context.claim(names.write(blob)) for blob in op.output]
+        emitter = OpEmitter(context, op, op_args(op), inputs, outputs)
+        handler.emitter(options.opset)(emitter)
+
+    used = {name for node in context.nodes for name in node.input}
+    initializers = {
+        weight_names[blob]: array for blob, array in model.weights.items() if weight_names[blob] in used
+    }
+    initializers.update(context.initializers)
+    batch = BATCH_SYMBOL if options.dynamic_batch else None
+
+    graph_inputs = [
+        _value_info(input_names[blob], model.input_shapes[blob], batch) for blob in model.inputs
+    ]
+    if info.initializers_are_inputs:
+        graph_inputs += [
+            helper.make_tensor_value_info(name, _elem_type(array), list(array.shape))
+            for name, array in initializers.items()
+        ]
+    graph_outputs = [
+        _value_info(names.current(blob), shapes[blob], batch, context.dtypes.get(names.current(blob)))
+        for blob in net.external_output
+    ]
+    graph = helper.make_graph(
+        context.nodes,
+        net.name or "model",
+        graph_inputs,
+        graph_outputs,
+        initializer=initializer_protos(initializers),
+    )
+    onnx_model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", options.opset)],
+        producer_name="zooforge",
+        producer_version=options.producer_version,
+    )
+    onnx_model.ir_version = info.ir_version
+    return onnx_model
+
+
+def _value_info(name: str, shape: tuple[int, ...], batch: str | None, elem_type: int | None = None):
+    dims: list[int | str] = list(shape)
+    if batch and dims:
+        dims[0] = batch
+    return helper.make_tensor_value_info(name, elem_type or TensorProto.FLOAT, dims)
+
+
+def _elem_type(array: np.ndarray) -> int:
+    return helper.np_dtype_to_tensor_dtype(np.asarray(array).dtype)
+
+
+def check_model(model: onnx.ModelProto) -> None:
+    """The ONNX checker with full shape inference; failures are zooforge bugs, reported as such."""
+    onnx.checker.check_model(model, full_check=True)
+    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+
+
+def input_feed(model: Caffe2Model, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {blob: np.asarray(values[blob], np.float32) for blob in model.inputs}

@@ -1,0 +1,12 @@
+"""The handler registry, assembled explicitly from the handler modules."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from converters.onnx.handlers import elementwise, nn, tensor
+from converters.onnx.handlers.base import Handler, build_registry
+
+REGISTRY = MappingProxyType(build_registry(nn.HANDLERS, elementwise.HANDLERS, tensor.HANDLERS))
+
+__all__ = ["REGISTRY", "Handler"]

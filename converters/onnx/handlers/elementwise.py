@@ -1,0 +1,172 @@
+"""Handlers for activations and arithmetic.
+
+Caffe2's binary operators broadcast the second input onto a run of the first's dims starting at
+``axis``. ONNX said the same with ``broadcast``/``axis`` attributes until opset 7 and uses NumPy's
+rule since, for which the second input is reshaped to line up with the trailing dims.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from converters.onnx.context import OpEmitter
+from converters.onnx.handlers.base import Handler
+
+
+def _unary(caffe2_type: str, onnx_type: str, since: tuple[int, ...], **attr_args: str) -> type[Handler]:
+    """A one-to-one activation; ``attr_args`` maps ONNX attribute -> Caffe2 argument (floats)."""
+
+    def emit(cls: type[Handler], e: OpEmitter) -> None:
+        attrs = {key: float(e.args[arg]) for key, arg in attr_args.items() if arg in e.args}
+        e.node(onnx_type, e.inputs[:1], e.outputs[:1], **attrs)
+
+    namespace: dict[str, object] = {"caffe2_type": caffe2_type, "emits": (onnx_type,)}
+    for version in since:
+        namespace[f"version_{version}"] = classmethod(emit)
+    return type(caffe2_type, (Handler,), namespace)
+
+
+Relu = _unary("Relu", "Relu", (1, 6, 13, 14))
+LeakyRelu = _unary("LeakyRelu", "LeakyRelu", (1, 6, 16), alpha="alpha")
+Sigmoid = _unary("Sigmoid", "Sigmoid", (1, 6, 13))
+Tanh = _unary("Tanh", "Tanh", (1, 6, 13))
+Elu = _unary("Elu", "Elu", (1, 6, 22), alpha="alpha")
+Abs = _unary("Abs", "Abs", (1, 6, 13))
+Exp = _unary("Exp", "Exp", (1, 6, 13))
+Log = _unary("Log", "Log", (1, 6, 13))
+Softplus = _unary("Softplus", "Softplus", (1, 22))
+Copy = _unary("Copy", "Identity", (1, 13, 14, 16, 19, 21, 23, 24, 25))
+
+
+def _aligned(e: OpEmitter, index: int) -> str:
+    """Input ``index`` reshaped so NumPy broadcasting matches Caffe2's ``axis`` broadcasting."""
+    a, b = e.in_shape(0), e.in_shape(index)
+    if not int(e.args.get("broadcast", 0)) or len(b) == 0 or len(b) == len(a):
+        return e.inputs[index]
+    axis = int(e.args.get("axis", -1))
+    axis = len(a) - len(b) if axis < 0 else axis
+    trailing = len(a) - axis - len(b)
+    if trailing == 0:
+        return e.inputs[index]
+    return e.shaped_input(index, (*b, *([1] * trailing)))
+
+
+def _binary(caffe2_type: str, onnx_type: str, since: tuple[int, ...]) -> type[Handler]:
+    def legacy(cls: type[Handler], e: OpEmitter) -> None:
+        attrs: dict[str, object] = {}
+        if int(e.args.get("broadcast", 0)):
+            attrs["broadcast"] = 1
+            if "axis" in e.args and len(e.in_shape(1)):
+                attrs["axis"] = int(e.args["axis"])
+        e.node(onnx_type, e.inputs[:2], e.outputs[:1], **attrs)
+
+    def numpy_style(cls: type[Handler], e: OpEmitter) -> None:
+        e.node(onnx_type, [e.inputs[0], _aligned(e, 1)], e.outputs[:1])
+
+    namespace: dict[str, object] = {"caffe2_type": caffe2_type, "emits": (onnx_type, "Reshape")}
+    for version in since:
+        namespace[f"version_{version}"] = classmethod(legacy if version < 7 else numpy_style)
+    return type(caffe2_type, (Handler,), namespace)
+
+
+Add = _binary("Add", "Add", (1, 6, 7, 13, 14))
+Sub = _binary("Sub", "Sub", (1, 6, 7, 13, 14))
+Mul = _binary("Mul", "Mul", (1, 6, 7, 13, 14))
+Div = _binary("Div", "Div", (1, 6, 7, 13, 14))
+
+
+def _variadic(caffe2_type: str, onnx_type: str, since: tuple[int, ...]) -> type[Handler]:
+    def emit(cls: type[Handler], e: OpEmitter) -> None:
+        e.node(onnx_type, e.inputs, e.outputs[:1])
+
+    namespace: dict[str, object] = {"caffe2_type": caffe2_type, "emits": (onnx_type,)}
+    for version in since:
+        namespace[f"version_{version}"] = classmethod(emit)
+    return type(caffe2_type, (Handler,), namespace)
+
+
+Sum = _variadic("Sum", "Sum", (1, 6, 8, 13))
+Max = _variadic("Max", "Max", (1, 6, 8, 12, 13))
+
+
+class PRelu(Handler):
+    """Caffe2's slope is per channel (axis 1); ONNX broadcasts it NumPy-style from opset 7."""
+
+    caffe2_type = "PRelu"
+    emits = ("PRelu", "Reshape")
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        e.node("PRelu", e.inputs[:2], e.outputs[:1])
+
+    version_6 = version_1
+
+    @classmethod
+    def version_7(cls, e: OpEmitter) -> None:
+        rank, count = len(e.in_shape(0)), int(np.prod(e.in_shape(1)))
+        slope = e.shaped_input(1, (count, *([1] * (rank - 2)))) if count > 1 else e.inputs[1]
+        e.node("PRelu", [e.inputs[0], slope], e.outputs[:1])
+
+    version_9 = version_7
+    version_16 = version_7
+
+
+class Scale(Handler):
+    """Multiplication by a constant factor."""
+
+    caffe2_type = "Scale"
+    emits = ("Mul",)
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        factor = e.const("factor", float(e.args.get("scale", 1.0)))
+        e.node("Mul", [e.inputs[0], factor], e.outputs[:1], broadcast=1)
+
+    version_6 = version_1
+
+    @classmethod
+    def version_7(cls, e: OpEmitter) -> None:
+        e.node("Mul", [e.inputs[0], e.const("factor", float(e.args.get("scale", 1.0)))], e.outputs[:1])
+
+    version_13 = version_7
+    version_14 = version_7
+
+
+class Sqr(Handler):
+    caffe2_type = "Sqr"
+    emits = ("Mul",)
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        e.node("Mul", [e.inputs[0], e.inputs[0]], e.outputs[:1])
+
+    version_6 = version_1
+    version_7 = version_1
+    version_13 = version_1
+    version_14 = version_1
+
+
+class Pow(Handler):
+    """Caffe2's Pow raises to a constant ``exponent`` argument; ONNX takes it as an input."""
+
+    caffe2_type = "Pow"
+    emits = ("Pow",)
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        exponent = e.const("exponent", float(e.args["exponent"]))
+        e.node("Pow", [e.inputs[0], exponent], e.outputs[:1], broadcast=1)
+
+    @classmethod
+    def version_7(cls, e: OpEmitter) -> None:
+        e.node("Pow", [e.inputs[0], e.const("exponent", float(e.args["exponent"]))], e.outputs[:1])
+
+    version_12 = version_7
+    version_13 = version_7
+    version_15 = version_7
+
+
+HANDLERS = (
+    Relu, LeakyRelu, Sigmoid, Tanh, Elu, Abs, Exp, Log, Softplus, Copy, Add, Sub, Mul, Div, Sum,
+    Max, PRelu, Scale, Sqr, Pow,
+)

@@ -1,0 +1,293 @@
+"""Handlers for convolution, pooling, normalisation, fully connected, softmax and dropout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING, Window, window_geometry
+from converters.errors import ExportError
+from converters.onnx.context import OpEmitter
+from converters.onnx.handlers.base import Handler
+
+
+def _conv_attrs(e: OpEmitter, window: Window) -> dict[str, object]:
+    return {
+        "kernel_shape": list(window.kernel),
+        "strides": list(window.stride),
+        "pads": list(window.pads),
+        "dilations": list(window.dilation) if window.dilation != (1, 1) else None,
+        "group": int(e.args["group"]) if int(e.args.get("group", 1)) != 1 else None,
+    }
+
+
+class Conv(Handler):
+    caffe2_type = "Conv"
+    emits = ("Conv",)
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        w = e.in_shape(1)
+        window = window_geometry(e.args, kernel_from=(w[2], w[3]))
+        e.node("Conv", e.inputs, e.outputs[:1], **_conv_attrs(e, window))
+
+    version_11 = version_1
+    version_22 = version_1
+
+
+class ConvTranspose(Handler):
+    caffe2_type = "ConvTranspose"
+    emits = ("ConvTranspose",)
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        w = e.in_shape(1)
+        window = window_geometry(e.args, kernel_from=(w[2], w[3]))
+        adj = [int(e.args.get("adj_h", e.args.get("adj", 0))), int(e.args.get("adj_w", e.args.get("adj", 0)))]
+        e.node(
+            "ConvTranspose", e.inputs, e.outputs[:1], **_conv_attrs(e, window),
+            output_padding=adj if any(adj) else None,
+        )
+
+    version_11 = version_1
+    version_22 = version_1
+
+
+def _pool_plan(e: OpEmitter) -> tuple[Window, list[int]]:
+    """The window and the exact ONNX pads (begin..., end...) that give the Caffe2 output size.
+
+    Caffe's ceil rounding (``legacy_pad=3``) becomes extra end padding at the known input size,
+    which is exact at every opset; floor rounding needs none.
+    """
+    window = window_geometry(e.args)
+    x, y = e.in_shape(0), e.out_shape(0)
+    pads = list(window.pads)
+    for axis in range(2):
+        covered = (y[2 + axis] - 1) * window.stride[axis] + window.kernel[axis]
+        available = x[2 + axis] + pads[axis] + pads[axis + 2]
+        pads[axis + 2] += max(0, covered - available)
+    for axis in range(2):
+        if max(pads[axis], pads[axis + 2]) >= window.kernel[axis]:
+            raise ExportError(
+                f"{e.label}: padding {pads} is not smaller than the kernel {list(window.kernel)}"
+            )
+    return window, pads
+
+
+def _is_global(e: OpEmitter) -> bool:
+    return bool(int(e.args.get("global_pooling", 0)))
+
+
+class MaxPool(Handler):
+    caffe2_type = "MaxPool"
+    emits = ("MaxPool", "GlobalMaxPool")
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        e.unused_outputs_only(1)
+        if _is_global(e):
+            e.node("GlobalMaxPool", e.inputs, e.outputs)
+            return
+        window, pads = _pool_plan(e)
+        e.node("MaxPool", e.inputs, e.outputs, kernel_shape=list(window.kernel),
+               strides=list(window.stride), pads=pads)
+
+    version_8 = version_1
+    version_10 = version_1
+    version_11 = version_1
+    version_12 = version_1
+    version_22 = version_1
+
+
+class AveragePool(Handler):
+    """Averages divide as Caffe does: padding cells count, cells past the padded input don't."""
+
+    caffe2_type = "AveragePool"
+    emits = ("AveragePool", "GlobalAveragePool", "Pad")
+
+    @classmethod
+    def _emit(cls, e: OpEmitter, has_count_include_pad: bool) -> None:
+        e.unused_outputs_only(1)
+        if _is_global(e):
+            e.node("GlobalAveragePool", e.inputs, e.outputs)
+            return
+        window, pads = _pool_plan(e)
+        declared = list(window.pads)
+        caffe = int(e.args.get("legacy_pad", 0)) == CAFFE_LEGACY_POOLING
+        include_pad = caffe or bool(int(e.args.get("count_include_pad", 0)))
+        attrs = {"kernel_shape": list(window.kernel), "strides": list(window.stride)}
+        if not include_pad or not any(declared):
+            # Excluding pads: ONNX's default divisor already clips to the input.
+            e.node("AveragePool", e.inputs, e.outputs, pads=pads, **attrs)
+            return
+        if pads == declared and has_count_include_pad:
+            e.node("AveragePool", e.inputs, e.outputs, pads=pads, count_include_pad=1, **attrs)
+            return
+        # Declared padding counts, the ceil extension doesn't: pad with zeros explicitly, then
+        # pool with only the extension as (excluded) padding.
+        padded = e.temp("padded")
+        full = [0, 0, declared[0], declared[1], 0, 0, declared[2], declared[3]]
+        _pad(e, e.inputs[0], padded, full)
+        extension = [0, 0, pads[2] - declared[2], pads[3] - declared[3]]
+        e.node("AveragePool", [padded], e.outputs, pads=extension, **attrs)
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        cls._emit(e, has_count_include_pad=False)
+
+    @classmethod
+    def version_7(cls, e: OpEmitter) -> None:
+        cls._emit(e, has_count_include_pad=True)
+
+    version_10 = version_7
+    version_11 = version_7
+    version_19 = version_7
+    version_22 = version_7
+
+
+def _pad(e: OpEmitter, source: str, out: str, pads: list[int]) -> None:
+    if e.opset < 2:
+        e.node("Pad", [source], [out], paddings=pads, mode="constant", value=0.0)
+    elif e.opset < 11:
+        e.node("Pad", [source], [out], pads=pads, mode="constant", value=0.0)
+    else:
+        e.node("Pad", [source, e.const("pads", pads, np.int64)], [out], mode="constant")
+
+
+class LRN(Handler):
+    caffe2_type = "LRN"
+    emits = ("LRN",)
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        e.unused_outputs_only(1)
+        e.node("LRN", e.inputs, e.outputs, size=int(e.args["size"]), alpha=float(e.args.get("alpha", 0)),
+               beta=float(e.args.get("beta", 0)), bias=float(e.args.get("bias", 1.0)))
+
+    version_13 = version_1
+
+
+class FC(Handler):
+    """FC flattens from ``axis`` and multiplies by W^T: Flatten (when needed) + Gemm."""
+
+    caffe2_type = "FC"
+    emits = ("Flatten", "Gemm", "Reshape")
+
+    @classmethod
+    def _emit(cls, e: OpEmitter, legacy_broadcast: bool) -> None:
+        x_shape = e.in_shape(0)
+        axis = int(e.args.get("axis", 1)) % len(x_shape)
+        source = e.inputs[0]
+        if len(x_shape) != 2 or axis != 1:
+            source = e.temp("flat")
+            e.node("Flatten", [e.inputs[0]], [source], axis=axis)
+        inputs = [source, e.inputs[1]]
+        if len(e.inputs) > 2:
+            inputs.append(e.inputs[2])
+        else:  # Gemm before opset 11 requires C
+            inputs.append(e.const("zero_bias", np.zeros(e.in_shape(1)[0], np.float32)))
+        out = e.outputs[0] if axis == 1 else e.temp("gemm")
+        e.node("Gemm", inputs, [out], transB=1, broadcast=1 if legacy_broadcast else None)
+        if axis != 1:
+            e.reshape(out, e.outputs[0], [0, *x_shape[1:axis], e.in_shape(1)[0]])
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        cls._emit(e, legacy_broadcast=True)
+
+    @classmethod
+    def version_7(cls, e: OpEmitter) -> None:
+        cls._emit(e, legacy_broadcast=False)
+
+    version_9 = version_7
+    version_11 = version_7
+    version_13 = version_7
+
+
+class SpatialBN(Handler):
+    caffe2_type = "SpatialBN"
+    emits = ("BatchNormalization",)
+
+    @classmethod
+    def _emit(cls, e: OpEmitter, **legacy: object) -> None:
+        e.unused_outputs_only(1)
+        e.node("BatchNormalization", e.inputs, e.outputs, epsilon=float(e.args.get("epsilon", 1e-5)), **legacy)
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        cls._emit(e, is_test=1, spatial=1, consumed_inputs=[0, 0, 0, 1, 1])
+
+    @classmethod
+    def version_6(cls, e: OpEmitter) -> None:
+        cls._emit(e, is_test=1, spatial=1)
+
+    @classmethod
+    def version_7(cls, e: OpEmitter) -> None:
+        cls._emit(e, spatial=1)
+
+    @classmethod
+    def version_9(cls, e: OpEmitter) -> None:
+        cls._emit(e)
+
+    version_14 = version_9
+    version_15 = version_9
+
+
+class Softmax(Handler):
+    """Caffe2 flattens from ``axis`` into one row; ONNX did too until opset 13."""
+
+    caffe2_type = "Softmax"
+    emits = ("Softmax", "Flatten", "Reshape")
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        e.node("Softmax", e.inputs, e.outputs, axis=int(e.args.get("axis", 1)))
+
+    version_11 = version_1
+
+    @classmethod
+    def version_13(cls, e: OpEmitter) -> None:
+        shape = e.in_shape(0)
+        axis = int(e.args.get("axis", 1)) % len(shape)
+        if axis == len(shape) - 1:
+            e.node("Softmax", e.inputs, e.outputs, axis=axis)
+            return
+        flat, normed = e.temp("rows"), e.temp("softmax")
+        e.node("Flatten", e.inputs, [flat], axis=axis)
+        e.node("Softmax", [flat], [normed], axis=1)
+        e.reshape(normed, e.outputs[0], [0, *shape[1:]])
+
+
+class Dropout(Handler):
+    """Inference-time dropout: the output equals the input; the ratio is kept for the record."""
+
+    caffe2_type = "Dropout"
+    emits = ("Dropout",)
+
+    @classmethod
+    def _ratio(cls, e: OpEmitter) -> float:
+        return float(e.args.get("ratio", 0.5))
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        e.unused_outputs_only(1)
+        e.node("Dropout", e.inputs, e.outputs, ratio=cls._ratio(e), is_test=1)
+
+    version_6 = version_1
+
+    @classmethod
+    def version_7(cls, e: OpEmitter) -> None:
+        e.unused_outputs_only(1)
+        e.node("Dropout", e.inputs, e.outputs, ratio=cls._ratio(e))
+
+    version_10 = version_7
+
+    @classmethod
+    def version_12(cls, e: OpEmitter) -> None:
+        e.unused_outputs_only(1)
+        e.node("Dropout", [e.inputs[0], e.const("ratio", cls._ratio(e))], e.outputs)
+
+    version_13 = version_12
+    version_22 = version_12
+
+
+HANDLERS = (Conv, ConvTranspose, MaxPool, AveragePool, LRN, FC, SpatialBN, Softmax, Dropout)
