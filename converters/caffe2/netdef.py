@@ -191,15 +191,19 @@ def load_caffe2(
     predict_net: Path,
     init_net: Path,
     value_info: Path | None = None,
-    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | tuple[int, ...] | None = None,
 ) -> Caffe2Model:
     """Read a NetDef pair; input shapes come from ``value_info`` and/or ``input_shapes``."""
     predict = read_netdef(predict_net)
     init = read_netdef(init_net)
     weights = weights_from_init_net(init, str(init_net))
     shapes = dict(read_value_info(value_info)) if value_info else {}
-    shapes.update(input_shapes or {})
     model = Caffe2Model(predict, weights, {})
+    if input_shapes is not None and not isinstance(input_shapes, Mapping):
+        if len(model.inputs) != 1:
+            raise NetDefError(f"{predict_net} has inputs {model.inputs}; name the one to shape")
+        input_shapes = {model.inputs[0]: tuple(input_shapes)}
+    shapes.update(input_shapes or {})
     missing = [name for name in model.inputs if name not in shapes]
     if missing:
         raise NetDefError(

@@ -1,0 +1,227 @@
+"""Deterministic synthetic weights for a Caffe net definition.
+
+Every weighted layer gets the blobs Caffe would store for it, in Caffe's shapes, drawn from a
+PCG64 generator keyed by the seed and the layer's name (so a layer's weights do not change when
+other layers are added or removed). Values are uniform, which NumPy draws in float32 straight into
+the final array (an order of magnitude faster than normal variates), and scaled for nets of
+convolutions / inner products followed by ReLUs:
+
+* a layer reading a net input gets He scaling, ``std = sqrt(2 / fan_in)``; pre-activations then
+  have a standard deviation of about ``sqrt(2) * input_std`` throughout the net;
+* every other convolution / inner product has each output unit's weights centred (summing to
+  zero) and the gain ``sqrt(2 / (1 - 1/pi))`` that keeps that scale for the variance of a ReLU's
+  output. Uncentred filters would turn the ReLUs' positive mean into an input-independent output
+  that drowns the differences between inputs (every input gets the same top-1 class);
+* a layer from which no other weighted layer can be reached (the classifier) is scaled so that
+  its outputs have a standard deviation of about ``logit_std``: a softmax after it is informative,
+  neither uniform nor saturated;
+* biases are small (standard deviation 5% of the layer's output scale), but never zero, so a bias
+  that a converter drops or misplaces shows in the outputs.
+
+Output shapes are followed with ``converters.caffe2.translate.Translation`` (the executor's shape
+rules), so the translators check every synthesized blob shape against the one they expect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from converters.caffe.layers import WEIGHTED_LAYER_TYPES
+from converters.caffe.loader import InputShapes, build_net
+from converters.caffe.net import CaffeLayer, CaffeNet
+from converters.caffe.params import spatial
+from converters.caffe.upgrade import upgrade_net
+from converters.caffe.weights import WeightTable
+from converters.caffe2.translate import TRANSLATORS, Translation
+from converters.errors import UnsupportedLayerError
+
+Shape = tuple[int, ...]
+
+_RELU_GAIN = math.sqrt(2.0)  # He: Var(relu(z)) second moment is Var(z) / 2
+_CENTRED_GAIN = math.sqrt(2.0 * math.pi / (math.pi - 1.0))  # Var(relu(z)) = Var(z) (1 - 1/pi) / 2
+_BIAS_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class WeightScale:
+    """How large the synthesized values are.
+
+    ``input_std`` is the typical standard deviation of the net's input values (Caffe-preprocessed
+    ImageNet images, BGR 0-255 minus the mean, are roughly uniform in [-128, 128]: 128/sqrt(3));
+    ``logit_std`` is the standard deviation aimed at for the outputs of the final weighted layer.
+    """
+
+    input_std: float = 1.0
+    logit_std: float = 2.0
+
+
+def synthetic_weights(
+    net: CaffeNet | Any,
+    seed: int,
+    scale: WeightScale = WeightScale(),
+    input_shapes: InputShapes = None,
+) -> WeightTable:
+    """Deterministic weights for every weighted layer of ``net``.
+
+    ``net`` is a ``CaffeNet`` (any blobs it holds are ignored and left alone) or a
+    ``caffe.NetParameter``, built here at ``input_shapes`` (default: the declared shapes, batch 1).
+    The same net, seed and scale always give bit-identical weights.
+    """
+    if not isinstance(net, CaffeNet):
+        net = skeleton_net(net, input_shapes)
+    t = Translation(net)
+    final = _final_weighted_layers(net)
+    table: WeightTable = {}
+    for layer in net.layers:
+        translator = TRANSLATORS.get(layer.type)
+        if translator is None:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' has type '{layer.type}', for which zooforge can neither "
+                "convert nor synthesize weights"
+            )
+        if layer.type in WEIGHTED_LAYER_TYPES:
+            bottoms = [t.shape(blob) for blob in layer.bottoms]
+            rng = _layer_generator(seed, layer.name)
+            reads_input = any(blob in net.inputs for blob in layer.bottoms)
+            blobs = _make_blobs(layer, bottoms, rng, scale, layer.name in final, reads_input)
+            if blobs:
+                table[layer.name] = blobs
+            layer = dataclasses.replace(layer, blobs=blobs)
+        t.layer = layer
+        translator(t, layer)
+    return table
+
+
+def skeleton_net(net_param: Any, input_shapes: InputShapes = None, source: str = "<net>") -> CaffeNet:
+    """Build a ``CaffeNet`` from a ``NetParameter`` whose weighted layers have no blobs yet."""
+    net_param = upgrade_net(net_param, source)
+    empty: WeightTable = {p.name: [] for p in net_param.layer if p.type in WEIGHTED_LAYER_TYPES}
+    return build_net(net_param, empty, input_shapes, source=source, weights_source="<no weights>")
+
+
+def _layer_generator(seed: int, name: str) -> np.random.Generator:
+    key = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode("utf-8")),))
+    return np.random.Generator(np.random.PCG64(key))
+
+
+def _uniform(rng: np.random.Generator, shape: Shape, low: float, high: float) -> np.ndarray:
+    """Uniform float32 values in [low, high), drawn and scaled in place."""
+    out = np.empty(shape, dtype=np.float32)
+    rng.random(out=out.reshape(-1), dtype=np.float32)
+    out *= np.float32(high - low)
+    out += np.float32(low)
+    return out
+
+
+def _symmetric(rng: np.random.Generator, shape: Shape, std: float) -> np.ndarray:
+    half = math.sqrt(3.0) * std
+    return _uniform(rng, shape, -half, half)
+
+
+def _final_weighted_layers(net: CaffeNet) -> set[str]:
+    """Weighted layers from whose outputs no other weighted layer can be reached."""
+    feeds_weighted: set[str] = set()
+    final: set[str] = set()
+    for layer in reversed(net.layers):
+        weighted = layer.type in WEIGHTED_LAYER_TYPES
+        if weighted and not feeds_weighted.intersection(layer.tops):
+            final.add(layer.name)
+        if weighted or feeds_weighted.intersection(layer.tops):
+            feeds_weighted.update(layer.bottoms)
+    return final
+
+
+def _make_blobs(
+    layer: CaffeLayer,
+    bottoms: Sequence[Shape],
+    rng: np.random.Generator,
+    scale: WeightScale,
+    final: bool,
+    reads_input: bool,
+) -> list[np.ndarray]:
+    where = f"layer '{layer.name}' ({layer.type})"
+    hidden_std = _RELU_GAIN * scale.input_std  # pre-activation scale throughout the net
+    out_std = scale.logit_std if final else hidden_std
+    x = bottoms[0]
+    kind = layer.type
+
+    if kind in ("Convolution", "Deconvolution", "InnerProduct"):
+        w_shape, b_shape, fan_in, (units, unit_axes) = _filter_geometry(layer, x, where)
+        if reads_input:
+            std = (out_std / scale.input_std if final else _RELU_GAIN) / math.sqrt(fan_in)
+        else:
+            gain = out_std / (scale.input_std * math.sqrt(1.0 - 1.0 / math.pi)) if final else _CENTRED_GAIN
+            std = gain / math.sqrt(fan_in)
+        w = _symmetric(rng, w_shape, std)
+        if not reads_input:
+            view = w.reshape(units)
+            view -= view.mean(axis=unit_axes, keepdims=True)
+        blobs = [w]
+        if b_shape is not None:
+            blobs.append(_symmetric(rng, b_shape, _BIAS_FRACTION * out_std))
+        return blobs
+
+    channels = x[1] if len(x) > 1 else 1
+    if kind == "PReLU":
+        shape: Shape = () if layer.param.prelu_param.channel_shared else (channels,)
+        return [_uniform(rng, shape, 0.05, 0.35)]
+    if kind == "BatchNorm":
+        mean = _symmetric(rng, (channels,), 0.1 * hidden_std)
+        var = _uniform(rng, (channels,), 0.5 * hidden_std**2, 1.5 * hidden_std**2)
+        return [mean, var, np.ones((1,), np.float32)]
+    if kind == "Scale":
+        p = layer.param.scale_param
+        span = _span(x, p.axis, p.num_axes)
+        blobs = [] if len(layer.bottoms) > 1 else [_uniform(rng, span, 0.5, 1.5)]
+        if p.bias_term:
+            blobs.append(_symmetric(rng, span, 0.1))
+        return blobs
+    if kind == "Bias":
+        if len(layer.bottoms) > 1:
+            return []
+        p = layer.param.bias_param
+        return [_symmetric(rng, _span(x, p.axis, p.num_axes), _BIAS_FRACTION * hidden_std)]
+    raise UnsupportedLayerError(f"{where}: zooforge cannot synthesize weights for this layer type")
+
+
+def _filter_geometry(
+    layer: CaffeLayer, x: Shape, where: str
+) -> tuple[Shape, Shape | None, int, tuple[Shape, tuple[int, ...]]]:
+    """Weight shape, bias shape, fan-in, and a view of the weights with the axes along which
+    one output unit's weights lie."""
+    if layer.type == "InnerProduct":
+        p = layer.param.inner_product_param
+        inner = int(np.prod(x[p.axis % len(x):], dtype=np.int64))
+        bias = (p.num_output,) if p.bias_term else None
+        if p.transpose:
+            shape = (inner, p.num_output)
+            return shape, bias, inner, (shape, (0,))
+        shape = (p.num_output, inner)
+        return shape, bias, inner, (shape, (1,))
+    p = layer.param.convolution_param
+    kh, kw = spatial(p, "kernel_size", None, where, pair="kernel")
+    channels, group = x[1], max(p.group, 1)
+    bias = (p.num_output,) if p.bias_term else None
+    if layer.type == "Convolution":
+        shape = (p.num_output, channels // group, kh, kw)
+        return shape, bias, channels // group * kh * kw, (shape, (1, 2, 3))
+    # Deconvolution: blob (C, out/group, kh, kw); output channel o of group g reads the rows of
+    # group g, and each output value sums about (C/group) * (kh/sh) * (kw/sw) inputs.
+    sh, sw = spatial(p, "stride", 1, where)
+    fan_in = max(1, round(channels // group * kh * kw / (sh * sw)))
+    shape = (channels, p.num_output // group, kh, kw)
+    units = (group, channels // group, p.num_output // group, kh, kw)
+    return shape, bias, fan_in, (units, (1, 3, 4))
+
+
+def _span(x: Shape, axis: int, num_axes: int) -> Shape:
+    axis %= len(x)
+    end = len(x) if num_axes == -1 else axis + num_axes
+    return tuple(x[axis:end])

@@ -1,0 +1,117 @@
+"""``zoo-convert``: a thin command over ``converters.api``."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from converters import api
+from converters.errors import ZooforgeError
+from versioning import latest_opset, opset_info
+from versioning.opsets import MIN_OPSET
+
+
+def parse_input_shapes(values: tuple[str, ...]) -> tuple[int, ...] | dict[str, tuple[int, ...]] | None:
+    """``1,3,224,224`` (the only input) or ``data=1,3,224,224`` (repeatable)."""
+    if not values:
+        return None
+    named: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        name, _, dims = value.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a shape like 1,3,224,224") from None
+        if not name:
+            if len(values) > 1:
+                raise click.BadParameter("with several --input-shape, name each: data=1,3,224,224")
+            return shape
+        named[name] = shape
+    return named
+
+
+def run_reporting_errors(action):  # noqa: ANN001, ANN201 - a decorator for click commands
+    """Turn zooforge's input errors into one line on stderr and exit status 2."""
+
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        warnings.showwarning = _show_warning
+        try:
+            return action(*args, **kwargs)
+        except ZooforgeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    wrapper.__name__ = action.__name__
+    wrapper.__doc__ = action.__doc__
+    return wrapper
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    click.echo(f"warning: {message}", err=True)
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "Examples:\n\n"
+        "  zoo-convert deploy.prototxt bvlc_alexnet.caffemodel --to-opset 12 -o alexnet.onnx\n\n"
+        "  zoo-convert predict_net.pb --init-net init_net.pb --value-info value_info.json -o m.onnx\n\n"
+        "  zoo-convert --builtin alexnet --input-shape 1,3,224,224 -o alexnet-synthetic.onnx"
+    ),
+)
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.argument("weights", required=False, type=click.Path(path_type=Path))
+@click.option("--builtin", metavar="NAME", help="Convert a model shipped with zooforge (alexnet: BVLC "
+              "AlexNet architecture with seeded SYNTHETIC weights) instead of files.")
+@click.option("--init-net", type=click.Path(path_type=Path), help="Caffe2 init_net.pb (MODEL is then predict_net.pb).")
+@click.option("--value-info", type=click.Path(path_type=Path), help="Caffe2 value_info.json with the input shapes.")
+@click.option("--to-opset", "opset", type=int, default=api.DEFAULT_OPSET, show_default=True,
+              help=f"ONNX opset to write, {MIN_OPSET}..{latest_opset()} with the installed onnx.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="ONNX file to write.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W",
+              help="Input shape; default: the prototxt's shape with batch 1. Needed for data layers.")
+@click.option("--names", type=click.Choice(["zoo", "caffe"]), default="zoo", show_default=True,
+              help="zoo: Caffe2 SSA names as the ONNX zoo (data_0, conv1_w_0, prob_1); caffe: plain blob names.")
+@click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension symbolic (N).")
+@click.option("--emit-caffe2", type=click.Path(path_type=Path), metavar="DIR",
+              help="Also write the intermediate predict_net.pb, init_net.pb and value_info.json.")
+@run_reporting_errors
+def main(model, weights, builtin, init_net, value_info, opset, output, input_shapes, names,
+         dynamic_batch, emit_caffe2) -> None:  # noqa: ANN001
+    """Convert a Caffe model, a Caffe2 NetDef pair or a built-in model to ONNX.
+
+    MODEL is a Caffe deploy .prototxt (then WEIGHTS is its .caffemodel or .caffemodel.h5) or a
+    Caffe2 predict_net.pb (with --init-net). The model passes through a Caffe2 NetDef and is
+    checked by onnx.checker with full shape inference before anything is written.
+    """
+    options = api.ConvertOptions(opset, names, parse_input_shapes(input_shapes), dynamic_batch)
+    opset_info(opset)  # reject an unknown opset before any work
+    if builtin:
+        if model or weights or init_net:
+            raise click.UsageError("--builtin takes no MODEL, WEIGHTS or --init-net")
+        result = api.convert_builtin(builtin, options)
+    elif init_net:
+        if model is None or weights is not None:
+            raise click.UsageError("with --init-net, give exactly one MODEL: the predict_net.pb")
+        result = api.convert_netdef(model, init_net, value_info, options)
+    elif model is not None and model.suffix == ".onnx":
+        raise click.UsageError("converting ONNX input between opsets is not available yet")
+    else:
+        if model is None or weights is None:
+            raise click.UsageError("give MODEL and WEIGHTS (a .prototxt and its .caffemodel), "
+                                   "MODEL with --init-net, or --builtin NAME")
+        result = api.convert_caffe(model, weights, options)
+    result.save(output, emit_caffe2)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    info = opset_info(opset)
+    size = output.stat().st_size / 2**20
+    click.echo(f"wrote {output} (opset {opset}, IR {info.ir_version}, {len(result.onnx_model.graph.node)} "
+               f"nodes, {size:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
