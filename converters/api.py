@@ -14,8 +14,8 @@ from converters.caffe.net import CaffeNet
 from converters.caffe2.netdef import Caffe2Model, load_caffe2, write_caffe2
 from converters.caffe2.translate import translate
 from converters.errors import InputFileError
-from converters.fileio import atomic_write_bytes
-from converters.onnx.frontend import ExportOptions, NameStyle, caffe2_to_onnx, check_model
+from converters.onnx.frontend import ExportOptions, NameStyle, caffe2_to_onnx
+from converters.onnx.model import OnnxModel
 
 DEFAULT_OPSET = 12
 SYNTHETIC_NOTE = (
@@ -38,10 +38,15 @@ class ConvertOptions:
 class Conversion:
     """The products of one conversion, kept in memory until saved."""
 
-    onnx_model: onnx.ModelProto
+    model: OnnxModel
     caffe2: Caffe2Model
     caffe: CaffeNet | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def onnx_model(self) -> onnx.ModelProto:
+        """The whole model as one ModelProto (builds it in memory: prefer ``model`` for large ones)."""
+        return self.model.to_proto()
 
     @property
     def synthetic_weights(self) -> bool:
@@ -52,10 +57,9 @@ class Conversion:
         output = Path(output)
         if not output.parent.is_dir():
             raise InputFileError(f"output folder {output.parent} does not exist")
-        payload = self.onnx_model.SerializeToString()
         if caffe2_dir is not None:
             write_caffe2(self.caffe2, Path(caffe2_dir))
-        atomic_write_bytes(output, payload)
+        self.model.save(output)
 
 
 def convert_caffe(prototxt: Path, weights: Path, options: ConvertOptions = ConvertOptions()) -> Conversion:
@@ -76,8 +80,8 @@ def convert_caffe_net(net: CaffeNet, options: ConvertOptions = ConvertOptions())
     result = _export(caffe2, options)
     result.caffe = net
     if net.synthetic_weights:
-        result.onnx_model.doc_string = SYNTHETIC_NOTE
-        _set_metadata(result.onnx_model, {"zooforge.synthetic_weights": "true"})
+        result.model.skeleton.doc_string = SYNTHETIC_NOTE
+        _set_metadata(result.model.skeleton, {"zooforge.synthetic_weights": "true"})
         result.notes.append(SYNTHETIC_NOTE)
     return result
 
@@ -96,7 +100,7 @@ def convert_netdef(
 def _export(caffe2: Caffe2Model, options: ConvertOptions) -> Conversion:
     export = ExportOptions(options.opset, options.names, options.dynamic_batch, __version__)
     model = caffe2_to_onnx(caffe2, export)
-    check_model(model)
+    model.check()
     return Conversion(model, caffe2)
 
 

@@ -109,7 +109,7 @@ def main(model, weights, builtin, init_net, value_info, opset, output, input_sha
         click.echo(f"note: {note}", err=True)
     info = opset_info(opset)
     size = output.stat().st_size / 2**20
-    click.echo(f"wrote {output} (opset {opset}, IR {info.ir_version}, {len(result.onnx_model.graph.node)} "
+    click.echo(f"wrote {output} (opset {opset}, IR {info.ir_version}, {len(result.model.skeleton.graph.node)} "
                f"nodes, {size:.1f} MiB)")
 
 

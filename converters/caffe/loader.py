@@ -71,6 +71,25 @@ def build_net(
     weights_source: str = "<weights>",
 ) -> CaffeNet:
     """Turn a V2 ``NetParameter`` and a weight table into a ``CaffeNet``."""
+    declared, layers = _split_inputs(net, source)
+    inputs = _resolve_input_shapes(declared, input_shapes, source)
+    _check_wiring(inputs, layers, source)
+    _attach_weights(layers, table, {param.name for param in net.layer}, weights_source)
+    return CaffeNet(name=net.name or prototxt_stem(source), inputs=inputs, layers=layers)
+
+
+def describe_inputs(net: Any, input_shapes: InputShapes = None, source: str = "<net>") -> dict[str, Shape]:
+    """The inputs of a V2 ``NetParameter`` and their shapes exactly as ``build_net`` derives them.
+
+    Whatever the form (``input`` + ``input_dim``/``input_shape``, Input layers, data layers),
+    declared batches become 1 unless ``input_shapes`` says otherwise. Needs no weights.
+    """
+    declared, _ = _split_inputs(net, source)
+    return _resolve_input_shapes(declared, input_shapes, source)
+
+
+def _split_inputs(net: Any, source: str) -> tuple[dict[str, Shape | None], list[CaffeLayer]]:
+    """The TEST-phase net's declared inputs (shape or ``None``) and its remaining layers."""
     declared = _declared_inputs(net, source)
     layers: list[CaffeLayer] = []
     for param in net.layer:
@@ -87,10 +106,7 @@ def build_net(
         layers.append(
             CaffeLayer(param.name, param.type, list(param.bottom), list(param.top), param)
         )
-    inputs = _resolve_input_shapes(declared, input_shapes, source)
-    _check_wiring(inputs, layers, source)
-    _attach_weights(layers, table, {param.name for param in net.layer}, weights_source)
-    return CaffeNet(name=net.name or prototxt_stem(source), inputs=inputs, layers=layers)
+    return declared, layers
 
 
 def prototxt_stem(source: str) -> str:

@@ -1,4 +1,5 @@
-"""Read Caffe weights: ``.caffemodel`` (binary NetParameter, V0/V1/V2) and ``.caffemodel.h5``.
+"""Read Caffe weights: ``.caffemodel`` (binary NetParameter, V0/V1/V2) and ``.caffemodel.h5``;
+write them as a V2 ``.caffemodel``.
 
 Weights are matched to layers by name, so a V1 weights file serves a V2 prototxt (the 2014
 bvlc_alexnet.caffemodel is such a file). Blobs may carry a ``shape`` or the legacy
@@ -14,7 +15,9 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from converters.caffe import schema
+from converters.caffe.net import CaffeNet
 from converters.errors import CaffeModelError, InputFileError
+from converters.fileio import atomic_writer
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _LEGACY_DIMS = ("num", "channels", "height", "width")
@@ -102,3 +105,65 @@ def _read_hdf5(path: Path) -> WeightTable:
             if keys:
                 table[name] = [np.asarray(layer[key], dtype=np.float32) for key in keys]
     return table
+
+
+def write_caffemodel(weights: CaffeNet | WeightTable, path: Path) -> None:
+    """Write weights as a binary V2 ``.caffemodel`` that Caffe and OpenCV can read.
+
+    ``weights`` is a ``CaffeNet`` (each layer with blobs is written with its name and type, the
+    file named after the net) or a ``WeightTable`` (layers carry only their names, which is all
+    Caffe and OpenCV match weights by). Blobs keep their shapes and are stored as float32. Large
+    blobs are streamed straight from their arrays into the file: protobuf's repeated-float fields
+    take several seconds per million values, the raw bytes no time at all. The file appears
+    complete or not at all.
+    """
+    if isinstance(weights, CaffeNet):
+        header = schema.NetParameter(name=weights.name).SerializeToString()
+        entries = [(layer.name, layer.type, layer.blobs) for layer in weights.layers if layer.blobs]
+    else:
+        header = b""
+        entries = [(name, "", blobs) for name, blobs in weights.items()]
+    with atomic_writer(Path(path)) as stream:
+        stream.write(header)
+        for name, layer_type, blobs in entries:
+            layer = schema.LayerParameter(name=name)
+            if layer_type:
+                layer.type = layer_type
+            parts = [_blob_parts(blob) for blob in blobs]
+            head = layer.SerializeToString()
+            size = len(head) + sum(len(prefix) + data.nbytes for prefix, data in parts)
+            stream.write(_field_key(_NET_LAYER) + _varint(size) + head)
+            for prefix, data in parts:
+                stream.write(prefix)
+                stream.write(memoryview(data.reshape(-1)).cast("B"))
+
+
+_NET_LAYER = schema.NetParameter.DESCRIPTOR.fields_by_name["layer"].number
+_LAYER_BLOBS = schema.LayerParameter.DESCRIPTOR.fields_by_name["blobs"].number
+_BLOB_DATA = schema.BlobProto.DESCRIPTOR.fields_by_name["data"].number
+
+
+def _blob_parts(array: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The encoded ``LayerParameter.blobs`` entry of ``array`` up to its packed float values,
+    and those values as little-endian float32 (the array itself when it already is one)."""
+    data = np.asarray(array, dtype="<f4", order="C")  # (ascontiguousarray would make 0-d 1-d)
+    blob = schema.BlobProto()
+    blob.shape.SetInParent()  # present even for a 0-d blob, as Caffe writes it
+    blob.shape.dim.extend(data.shape)
+    head = blob.SerializeToString()
+    if data.size:
+        head += _field_key(_BLOB_DATA) + _varint(data.nbytes)
+    return _field_key(_LAYER_BLOBS) + _varint(len(head) + data.nbytes) + head, data
+
+
+def _field_key(number: int) -> bytes:
+    return _varint(number << 3 | 2)  # wire type 2: length-delimited
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

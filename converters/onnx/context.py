@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from onnx import NodeProto, helper, numpy_helper
+from onnx import NodeProto, helper
 
 from converters.errors import ExportError
 
@@ -130,6 +130,3 @@ class OpEmitter:
                 f"{self.label}: extra output(s) {list(self.op.output[first:])} cannot be exported"
             )
 
-
-def initializer_protos(initializers: Mapping[str, np.ndarray]) -> list[Any]:
-    return [numpy_helper.from_array(np.asarray(array), name) for name, array in initializers.items()]

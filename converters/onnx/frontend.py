@@ -19,7 +19,8 @@ from onnx import TensorProto, helper
 from converters.caffe2.executor import infer_shapes
 from converters.caffe2.netdef import Caffe2Model, op_args
 from converters.errors import ExportError
-from converters.onnx.context import ExportContext, OpEmitter, initializer_protos
+from converters.onnx.context import ExportContext, OpEmitter
+from converters.onnx.model import OnnxModel
 from converters.onnx.handlers import REGISTRY
 from versioning import opset_info
 
@@ -65,7 +66,7 @@ class _Names:
         return f"{blob}_{version}"
 
 
-def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> onnx.ModelProto:
+def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> OnnxModel:
     """Translate every operator with its versioned handler and assemble the model."""
     info = opset_info(options.opset)
     net = model.predict_net
@@ -116,7 +117,6 @@ def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> onnx.ModelProt
         net.name or "model",
         graph_inputs,
         graph_outputs,
-        initializer=initializer_protos(initializers),
     )
     onnx_model = helper.make_model(
         graph,
@@ -125,7 +125,7 @@ def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> onnx.ModelProt
         producer_version=options.producer_version,
     )
     onnx_model.ir_version = info.ir_version
-    return onnx_model
+    return OnnxModel.build(onnx_model, initializers)
 
 
 def _value_info(name: str, shape: tuple[int, ...], batch: str | None, elem_type: int | None = None):
@@ -137,12 +137,6 @@ def _value_info(name: str, shape: tuple[int, ...], batch: str | None, elem_type:
 
 def _elem_type(array: np.ndarray) -> int:
     return helper.np_dtype_to_tensor_dtype(np.asarray(array).dtype)
-
-
-def check_model(model: onnx.ModelProto) -> None:
-    """The ONNX checker with full shape inference; failures are zooforge bugs, reported as such."""
-    onnx.checker.check_model(model, full_check=True)
-    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
 
 
 def input_feed(model: Caffe2Model, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
