@@ -57,6 +57,12 @@ class Conversion:
         output = Path(output)
         if not output.parent.is_dir():
             raise InputFileError(f"output folder {output.parent} does not exist")
+        if output.is_dir():
+            raise InputFileError(
+                f"output {output} is a folder; give a file name such as {output / 'model.onnx'}"
+            )
+        if caffe2_dir is not None and Path(caffe2_dir).exists() and not Path(caffe2_dir).is_dir():
+            raise InputFileError(f"--emit-caffe2 {caffe2_dir} exists and is not a folder")
         if caffe2_dir is not None:
             write_caffe2(self.caffe2, Path(caffe2_dir))
         self.model.save(output)

@@ -18,6 +18,7 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     try:
         with os.fdopen(handle, "wb") as stream:
             yield stream
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode open() would
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -27,3 +28,9 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     with atomic_writer(path) as stream:
         stream.write(payload)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -55,7 +55,9 @@ class WeightScale:
 
     ``input_std`` is the typical standard deviation of the net's input values (Caffe-preprocessed
     ImageNet images, BGR 0-255 minus the mean, are roughly uniform in [-128, 128]: 128/sqrt(3));
-    ``logit_std`` is the standard deviation aimed at for the outputs of the final weighted layer.
+    ``logit_std`` is the standard deviation aimed at for the outputs of the final weighted layer,
+    assuming the layers before it keep the activations' scale; normalising layers shrink it (with
+    AlexNet's two LRNs the measured logits have about 0.5-0.7 times ``logit_std``).
     """
 
     input_std: float = 1.0

@@ -18,6 +18,7 @@ from converters.caffe import schema
 from converters.caffe.net import CaffeNet
 from converters.errors import CaffeModelError, InputFileError
 from converters.fileio import atomic_writer
+from converters.wire import field_header
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _LEGACY_DIMS = ("num", "channels", "height", "width")
@@ -132,7 +133,7 @@ def write_caffemodel(weights: CaffeNet | WeightTable, path: Path) -> None:
             parts = [_blob_parts(blob) for blob in blobs]
             head = layer.SerializeToString()
             size = len(head) + sum(len(prefix) + data.nbytes for prefix, data in parts)
-            stream.write(_field_key(_NET_LAYER) + _varint(size) + head)
+            stream.write(field_header(_NET_LAYER, size) + head)
             for prefix, data in parts:
                 stream.write(prefix)
                 stream.write(memoryview(data.reshape(-1)).cast("B"))
@@ -152,18 +153,6 @@ def _blob_parts(array: np.ndarray) -> tuple[bytes, np.ndarray]:
     blob.shape.dim.extend(data.shape)
     head = blob.SerializeToString()
     if data.size:
-        head += _field_key(_BLOB_DATA) + _varint(data.nbytes)
-    return _field_key(_LAYER_BLOBS) + _varint(len(head) + data.nbytes) + head, data
+        head += field_header(_BLOB_DATA, data.nbytes)
+    return field_header(_LAYER_BLOBS, len(head) + data.nbytes) + head, data
 
-
-def _field_key(number: int) -> bytes:
-    return _varint(number << 3 | 2)  # wire type 2: length-delimited
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)

@@ -1,0 +1,51 @@
+"""Shared fixtures: the real models and data in ``../shared``, and an ONNX Runtime helper."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+SHARED_MISSING = "needs ../shared (the real models and data); CI always has it"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """``<repo root>/../shared``; tests that use it skip when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip(SHARED_MISSING)
+    return SHARED
+
+
+def ort_session(model: onnx.ModelProto | Path | str):
+    """A CPU-only ONNX Runtime session for a model in memory or on disk."""
+    import onnxruntime as ort
+
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(model, feeds: Mapping[str, np.ndarray], session=None) -> dict[str, np.ndarray]:
+    """Run ``model`` (or a ready ``session``) on ``feeds``; outputs by graph output name."""
+    session = session or ort_session(model)
+    names = [output.name for output in session.get_outputs()]
+    values = session.run(names, {k: np.asarray(v, np.float32) for k, v in feeds.items()})
+    return dict(zip(names, values))
+
+
+@pytest.fixture(scope="session")
+def onnx_session():
+    """``ort_session`` as a fixture, so test modules need not import conftest."""
+    return ort_session
+
+
+@pytest.fixture(scope="session")
+def onnx_run():
+    """``run_onnx`` as a fixture."""
+    return run_onnx
