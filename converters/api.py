@@ -50,7 +50,7 @@ class Conversion:
 
     @property
     def synthetic_weights(self) -> bool:
-        return bool(self.caffe and self.caffe.synthetic_weights)
+        return self.caffe2.synthetic_weights
 
     def save(self, output: Path, caffe2_dir: Path | None = None) -> None:
         """Write the ONNX model (and the NetDef pair); each file appears whole or not at all."""
@@ -82,13 +82,8 @@ def convert_builtin(name: str, options: ConvertOptions = ConvertOptions()) -> Co
 
 
 def convert_caffe_net(net: CaffeNet, options: ConvertOptions = ConvertOptions()) -> Conversion:
-    caffe2 = translate(net)
-    result = _export(caffe2, options)
+    result = _export(translate(net), options)
     result.caffe = net
-    if net.synthetic_weights:
-        result.model.skeleton.doc_string = SYNTHETIC_NOTE
-        _set_metadata(result.model.skeleton, {"zooforge.synthetic_weights": "true"})
-        result.notes.append(SYNTHETIC_NOTE)
     return result
 
 
@@ -106,8 +101,13 @@ def convert_netdef(
 def _export(caffe2: Caffe2Model, options: ConvertOptions) -> Conversion:
     export = ExportOptions(options.opset, options.names, options.dynamic_batch, __version__)
     model = caffe2_to_onnx(caffe2, export)
+    result = Conversion(model, caffe2)
+    if caffe2.synthetic_weights:
+        model.skeleton.doc_string = SYNTHETIC_NOTE
+        _set_metadata(model.skeleton, {"zooforge.synthetic_weights": "true"})
+        result.notes.append(SYNTHETIC_NOTE)
     model.check()
-    return Conversion(model, caffe2)
+    return result
 
 
 def _set_metadata(model: onnx.ModelProto, values: Mapping[str, str]) -> None:

@@ -10,7 +10,7 @@ repeated fields unless the pair is written out.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,14 @@ from google.protobuf.message import DecodeError
 
 from converters.caffe2 import schema
 from converters.errors import InputFileError, NetDefError
-from converters.fileio import atomic_write_bytes
+from converters.fileio import atomic_write_bytes, atomic_writer
+from converters.wire import field_header
 
 FLOAT_TYPE = 1  # caffe2.TensorProto.FLOAT
 INT32_TYPE = 2
 INT64_TYPE = 10
+
+SYNTHETIC_ARG = "zooforge_synthetic_weights"  # net-level argument marking synthetic weights
 
 ArgValue = int | float | str | bytes | list[int] | list[float] | list[str]
 
@@ -37,6 +40,11 @@ class Caffe2Model:
     weights: dict[str, np.ndarray]
     input_shapes: dict[str, tuple[int, ...]]
     metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def synthetic_weights(self) -> bool:
+        """Whether the weights are zooforge's seeded synthetic ones (recorded as a net argument)."""
+        return any(arg.name == SYNTHETIC_ARG and arg.i for arg in self.predict_net.arg)
 
     @property
     def inputs(self) -> list[str]:
@@ -117,20 +125,39 @@ _FILL_DTYPES: Mapping[str, Any] = {
 }
 
 
-def build_init_net(weights: Mapping[str, np.ndarray], name: str) -> Any:
-    """One ``GivenTensorFill`` (or its int variants) per weight, in the order given."""
-    net = schema.NetDef(name=f"{name}_init")
+_NET_NAME, _NET_OP, _NET_EXTERNAL_OUTPUT = 1, 2, 8   # NetDef fields
+_OP_ARG = 5                                          # OperatorDef.arg
+_ARG_FLOATS = 5                                      # Argument.floats
+
+
+def init_net_chunks(weights: Mapping[str, np.ndarray], name: str) -> Iterator[bytes | memoryview]:
+    """Serialize the init net (one ``GivenTensorFill`` per weight) piece by piece.
+
+    Float values are encoded straight from each array's buffer as a packed ``floats`` field, so
+    hundreds of megabytes of weights are never copied into protobuf repeated fields.
+    """
+    yield schema.NetDef(name=f"{name}_init").SerializeToString()
     for blob, array in weights.items():
-        op_type = "GivenTensorInt64Fill" if array.dtype == np.int64 else "GivenTensorFill"
-        op = make_op(op_type, [], [blob], shape=[int(d) for d in array.shape])
-        values = schema.Argument(name="values")
         if array.dtype == np.int64:
-            values.ints.extend(array.ravel().tolist())
-        else:
-            values.floats.extend(array.astype(np.float32, copy=False).ravel())
-        op.arg.append(values)
-        net.op.append(op)
-        net.external_output.append(blob)
+            op = make_op("GivenTensorInt64Fill", [], [blob], shape=[int(d) for d in array.shape])
+            op.arg.append(schema.Argument(name="values", ints=array.ravel().tolist()))
+            body = op.SerializeToString()
+            yield field_header(_NET_OP, len(body)) + body
+            continue
+        data = memoryview(np.ascontiguousarray(array, dtype="<f4")).cast("B")
+        head = make_op("GivenTensorFill", [], [blob], shape=[int(d) for d in array.shape]).SerializeToString()
+        values = schema.Argument(name="values").SerializeToString() + field_header(_ARG_FLOATS, data.nbytes)
+        values_length = len(values) + data.nbytes
+        arg = field_header(_OP_ARG, values_length) + values
+        yield field_header(_NET_OP, len(head) + len(arg) + data.nbytes) + head + arg
+        yield data
+    yield schema.NetDef(external_output=list(weights)).SerializeToString()
+
+
+def build_init_net(weights: Mapping[str, np.ndarray], name: str) -> Any:
+    """The init net as a message (copies every value: for small models and tests)."""
+    net = schema.NetDef()
+    net.ParseFromString(b"".join(bytes(chunk) for chunk in init_net_chunks(weights, name)))
     return net
 
 
@@ -217,14 +244,16 @@ def write_caffe2(model: Caffe2Model, directory: Path) -> dict[str, Path]:
     """Write ``predict_net.pb``, ``init_net.pb`` and ``value_info.json`` into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    init = build_init_net(model.weights, model.predict_net.name or "model")
     value_info = {name: [FLOAT_TYPE, list(shape)] for name, shape in model.input_shapes.items()}
-    files = {
-        "predict_net": (directory / "predict_net.pb", model.predict_net.SerializeToString()),
-        "init_net": (directory / "init_net.pb", init.SerializeToString()),
-        "value_info": (directory / "value_info.json", json.dumps(value_info).encode()),
+    paths = {
+        "predict_net": directory / "predict_net.pb",
+        "init_net": directory / "init_net.pb",
+        "value_info": directory / "value_info.json",
     }
-    for path, payload in files.values():
-        atomic_write_bytes(path, payload)
-    return {key: path for key, (path, _) in files.items()}
+    atomic_write_bytes(paths["predict_net"], model.predict_net.SerializeToString())
+    with atomic_writer(paths["init_net"]) as stream:
+        for chunk in init_net_chunks(model.weights, model.predict_net.name or "model"):
+            stream.write(chunk)
+    atomic_write_bytes(paths["value_info"], json.dumps(value_info).encode())
+    return paths
 

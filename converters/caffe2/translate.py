@@ -20,7 +20,7 @@ from converters.caffe.params import spatial
 from converters.caffe2 import schema
 from converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING
 from converters.caffe2.executor.run import infer_shapes
-from converters.caffe2.netdef import Caffe2Model, make_op
+from converters.caffe2.netdef import SYNTHETIC_ARG, Caffe2Model, make_arg, make_op
 from converters.errors import CaffeModelError, UnsupportedLayerError, ZooforgeError
 
 Shape = tuple[int, ...]
@@ -108,6 +108,8 @@ def translate(net: CaffeNet) -> Caffe2Model:
     t.layer = None
     t.predict.external_input.extend(list(net.inputs) + list(t.weights))
     t.predict.external_output.extend(net.outputs)
+    if net.synthetic_weights:
+        t.predict.arg.append(make_arg(SYNTHETIC_ARG, 1))
     return Caffe2Model(t.predict, t.weights, dict(net.inputs))
 
 
