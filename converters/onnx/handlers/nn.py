@@ -188,7 +188,9 @@ class FC(Handler):
         out = e.outputs[0] if axis == 1 else e.temp("gemm")
         e.node("Gemm", inputs, [out], transB=1, broadcast=1 if legacy_broadcast else None)
         if axis != 1:
-            e.reshape(out, e.outputs[0], [0, *x_shape[1:axis], e.in_shape(1)[0]])
+            # The Gemm output's first dimension is batch * prod(x_shape[1:axis]), so Reshape's 0
+            # (copy that dimension) would be wrong: infer the batch with -1 instead.
+            e.reshape(out, e.outputs[0], [-1, *x_shape[1:axis], e.in_shape(1)[0]])
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
