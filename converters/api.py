@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
+from google.protobuf.message import DecodeError
 
 from converters import __version__
 from converters.caffe.loader import InputShapes, load_caffe
@@ -16,6 +17,7 @@ from converters.caffe2.translate import translate
 from converters.errors import InputFileError
 from converters.onnx.frontend import ExportOptions, NameStyle, caffe2_to_onnx
 from converters.onnx.model import OnnxModel
+from versioning.convert import convert_opset, model_opset
 
 DEFAULT_OPSET = 12
 SYNTHETIC_NOTE = (
@@ -55,12 +57,7 @@ class Conversion:
     def save(self, output: Path, caffe2_dir: Path | None = None) -> None:
         """Write the ONNX model (and the NetDef pair); each file appears whole or not at all."""
         output = Path(output)
-        if not output.parent.is_dir():
-            raise InputFileError(f"output folder {output.parent} does not exist")
-        if output.is_dir():
-            raise InputFileError(
-                f"output {output} is a folder; give a file name such as {output / 'model.onnx'}"
-            )
+        _check_output(output)
         if caffe2_dir is not None and Path(caffe2_dir).exists() and not Path(caffe2_dir).is_dir():
             raise InputFileError(f"--emit-caffe2 {caffe2_dir} exists and is not a folder")
         if caffe2_dir is not None:
@@ -96,6 +93,47 @@ def convert_netdef(
     """Caffe2 NetDef pair (+ ``value_info.json`` or explicit input shapes) -> ONNX."""
     caffe2 = load_caffe2(Path(predict_net), Path(init_net), value_info, options.input_shapes)
     return _export(caffe2, options)
+
+
+@dataclass
+class OnnxConversion:
+    """An existing ONNX model moved to another opset."""
+
+    model: OnnxModel
+    source_opset: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def onnx_model(self) -> onnx.ModelProto:
+        return self.model.to_proto()
+
+    def save(self, output: Path, caffe2_dir: Path | None = None) -> None:
+        if caffe2_dir is not None:
+            raise InputFileError("--emit-caffe2 needs a Caffe or NetDef source, not an ONNX model")
+        _check_output(Path(output))
+        self.model.save(Path(output))
+
+
+def convert_onnx(path: Path, options: ConvertOptions = ConvertOptions()) -> OnnxConversion:
+    """An ONNX model of the classic CNN operator set -> the same model at ``options.opset``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"ONNX model {path} does not exist")
+    if options.input_shapes is not None or options.dynamic_batch or options.names != "zoo":
+        raise InputFileError("--input-shape, --dynamic-batch and --names apply to Caffe and NetDef sources only")
+    try:
+        source = onnx.load(str(path))
+    except (onnx.onnx_cpp2py_export.checker.ValidationError, DecodeError, ValueError) as exc:
+        raise InputFileError(f"{path} is not a readable ONNX model: {exc}") from None
+    converted = convert_opset(source, options.opset)
+    return OnnxConversion(OnnxModel(converted), model_opset(source))
+
+
+def _check_output(output: Path) -> None:
+    if not output.parent.is_dir():
+        raise InputFileError(f"output folder {output.parent} does not exist")
+    if output.is_dir():
+        raise InputFileError(f"output {output} is a folder; give a file name such as {output / 'model.onnx'}")
 
 
 def _export(caffe2: Caffe2Model, options: ConvertOptions) -> Conversion:

@@ -81,11 +81,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @run_reporting_errors
 def main(model, weights, builtin, init_net, value_info, opset, output, input_shapes, names,
          dynamic_batch, emit_caffe2) -> None:  # noqa: ANN001
-    """Convert a Caffe model, a Caffe2 NetDef pair or a built-in model to ONNX.
+    """Convert a Caffe model, a Caffe2 NetDef pair, an ONNX model or a built-in model to ONNX.
 
-    MODEL is a Caffe deploy .prototxt (then WEIGHTS is its .caffemodel or .caffemodel.h5) or a
-    Caffe2 predict_net.pb (with --init-net). The model passes through a Caffe2 NetDef and is
-    checked by onnx.checker with full shape inference before anything is written.
+    MODEL is a Caffe deploy .prototxt (then WEIGHTS is its .caffemodel or .caffemodel.h5), a
+    Caffe2 predict_net.pb (with --init-net), or an .onnx model to move to another opset (up or
+    down, for the classic CNN operators; a node whose meaning a step cannot keep is refused by
+    name). Caffe models pass through a Caffe2 NetDef. Every model is checked by onnx.checker with
+    full shape inference and stamped with its opset's IR version before anything is written.
     """
     options = api.ConvertOptions(opset, names, parse_input_shapes(input_shapes), dynamic_batch)
     opset_info(opset)  # reject an unknown opset before any work
@@ -98,7 +100,9 @@ def main(model, weights, builtin, init_net, value_info, opset, output, input_sha
             raise click.UsageError("with --init-net, give exactly one MODEL: the predict_net.pb")
         result = api.convert_netdef(model, init_net, value_info, options)
     elif model is not None and model.suffix == ".onnx":
-        raise click.UsageError("converting ONNX input between opsets is not available yet")
+        if weights is not None:
+            raise click.UsageError("an ONNX MODEL takes no WEIGHTS")
+        result = api.convert_onnx(model, options)
     else:
         if model is None or weights is None:
             raise click.UsageError("give MODEL and WEIGHTS (a .prototxt and its .caffemodel), "

@@ -19,8 +19,8 @@ from onnx import helper, numpy_helper
 
 from converters.fileio import atomic_writer
 from converters.wire import field_header
+from versioning.checker import LARGE_TENSOR_BYTES, check_graph
 
-LARGE_TENSOR_BYTES = 1024
 _MODEL_GRAPH = 7          # ModelProto.graph
 _GRAPH_INITIALIZER = 5    # GraphProto.initializer
 _TENSOR_RAW_DATA = 9      # TensorProto.raw_data
@@ -44,23 +44,8 @@ class OnnxModel:
         return cls(model, large)
 
     def check(self) -> None:
-        """onnx.checker (full) and strict shape inference on the graph.
-
-        The large initializers are presented to the checker as typed graph inputs; their contents
-        are raw little-endian buffers written by ``_tensor_chunks`` and need no further check.
-        """
-        probe = onnx.ModelProto()
-        probe.CopyFrom(self.skeleton)
-        listed = {value.name for value in probe.graph.input}
-        for name, array in self.large.items():
-            if name not in listed:
-                probe.graph.input.append(
-                    helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
-                )
-        if probe.ir_version < 4:  # an input that is no initializer is fine at any IR for checking
-            probe.ir_version = 4
-        onnx.checker.check_model(probe, full_check=True)
-        onnx.shape_inference.infer_shapes(probe, check_type=True, strict_mode=True)
+        """onnx.checker (full) and strict shape inference on the graph (see ``check_graph``)."""
+        check_graph(self.skeleton, self.large)
 
     def chunks(self) -> Iterator[bytes | memoryview]:
         yield self.skeleton.SerializeToString()

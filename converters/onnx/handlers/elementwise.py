@@ -69,10 +69,12 @@ def _binary(caffe2_type: str, onnx_type: str, since: tuple[int, ...]) -> type[Ha
     return type(caffe2_type, (Handler,), namespace)
 
 
-Add = _binary("Add", "Add", (1, 6, 7, 13, 14))
-Sub = _binary("Sub", "Sub", (1, 6, 7, 13, 14))
-Mul = _binary("Mul", "Mul", (1, 6, 7, 13, 14))
-Div = _binary("Div", "Div", (1, 6, 7, 13, 14))
+# 5, 19, 21, 23-25 are Reshape's changes (the alignment reshape is versioned in OpEmitter.reshape).
+_BINARY_SINCE = (1, 5, 6, 7, 13, 14, 19, 21, 23, 24, 25)
+Add = _binary("Add", "Add", _BINARY_SINCE)
+Sub = _binary("Sub", "Sub", _BINARY_SINCE)
+Mul = _binary("Mul", "Mul", _BINARY_SINCE)
+Div = _binary("Div", "Div", _BINARY_SINCE)
 
 
 def _variadic(caffe2_type: str, onnx_type: str, since: tuple[int, ...]) -> type[Handler]:
@@ -99,7 +101,7 @@ class PRelu(Handler):
     def version_1(cls, e: OpEmitter) -> None:
         e.node("PRelu", e.inputs[:2], e.outputs[:1])
 
-    version_6 = version_1
+    version_5 = version_6 = version_1
 
     @classmethod
     def version_7(cls, e: OpEmitter) -> None:
@@ -107,8 +109,9 @@ class PRelu(Handler):
         slope = e.shaped_input(1, (count, *([1] * (rank - 2)))) if count > 1 else e.inputs[1]
         e.node("PRelu", [e.inputs[0], slope], e.outputs[:1])
 
-    version_9 = version_7
-    version_16 = version_7
+    # PRelu and Reshape (slope alignment) changed only types after 7.
+    version_9 = version_13 = version_14 = version_16 = version_19 = version_21 = version_7
+    version_23 = version_24 = version_25 = version_7
 
 
 class Scale(Handler):

@@ -134,14 +134,15 @@ class AveragePool(Handler):
     def version_1(cls, e: OpEmitter) -> None:
         cls._emit(e, has_count_include_pad=False)
 
+    version_2 = version_1  # Pad's attribute renamed (handled in _pad)
+
     @classmethod
     def version_7(cls, e: OpEmitter) -> None:
         cls._emit(e, has_count_include_pad=True)
 
-    version_10 = version_7
-    version_11 = version_7
-    version_19 = version_7
-    version_22 = version_7
+    # Later AveragePool and Pad schemas: ceil_mode, dilations, pads as input (handled in _pad), types.
+    version_10 = version_11 = version_13 = version_18 = version_19 = version_21 = version_7
+    version_22 = version_23 = version_24 = version_25 = version_7
 
 
 def _pad(e: OpEmitter, source: str, out: str, pads: list[int]) -> None:
@@ -196,13 +197,15 @@ class FC(Handler):
     def version_1(cls, e: OpEmitter) -> None:
         cls._emit(e, legacy_broadcast=True)
 
+    version_5 = version_6 = version_1  # Reshape's shape input (handled in OpEmitter.reshape)
+
     @classmethod
     def version_7(cls, e: OpEmitter) -> None:
         cls._emit(e, legacy_broadcast=False)
 
-    version_9 = version_7
-    version_11 = version_7
-    version_13 = version_7
+    # Gemm: types and optional C; Flatten and Reshape: types, allowzero (unused).
+    version_9 = version_11 = version_13 = version_14 = version_19 = version_21 = version_7
+    version_23 = version_24 = version_25 = version_7
 
 
 class SpatialBN(Handler):
@@ -244,7 +247,7 @@ class Softmax(Handler):
     def version_1(cls, e: OpEmitter) -> None:
         e.node("Softmax", e.inputs, e.outputs, axis=int(e.args.get("axis", 1)))
 
-    version_11 = version_1
+    version_5 = version_9 = version_11 = version_1
 
     @classmethod
     def version_13(cls, e: OpEmitter) -> None:
@@ -257,6 +260,9 @@ class Softmax(Handler):
         e.node("Flatten", e.inputs, [flat], axis=axis)
         e.node("Softmax", [flat], [normed], axis=1)
         e.reshape(normed, e.outputs[0], [0, *shape[1:]])
+
+    # Flatten and Reshape gained types and allowzero (unused) after 13.
+    version_14 = version_19 = version_21 = version_23 = version_24 = version_25 = version_13
 
 
 class Dropout(Handler):
