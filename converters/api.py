@@ -15,7 +15,8 @@ from converters.caffe.net import CaffeNet
 from converters.caffe2.netdef import Caffe2Model, load_caffe2, write_caffe2
 from converters.caffe2.translate import translate
 from converters.errors import InputFileError
-from converters.onnx.frontend import ExportOptions, NameStyle, caffe2_to_onnx
+from converters.caffe2.compat import zoo_compat
+from converters.onnx.frontend import Compat, ExportOptions, NameStyle, caffe2_to_onnx
 from converters.onnx.model import OnnxModel
 from versioning.convert import convert_opset, model_opset
 
@@ -34,6 +35,7 @@ class ConvertOptions:
     names: NameStyle = "zoo"
     input_shapes: InputShapes = None
     dynamic_batch: bool = False
+    compat: Compat = None
 
 
 @dataclass
@@ -119,8 +121,10 @@ def convert_onnx(path: Path, options: ConvertOptions = ConvertOptions()) -> Onnx
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"ONNX model {path} does not exist")
-    if options.input_shapes is not None or options.dynamic_batch or options.names != "zoo":
-        raise InputFileError("--input-shape, --dynamic-batch and --names apply to Caffe and NetDef sources only")
+    if options.input_shapes is not None or options.dynamic_batch or options.names != "zoo" or options.compat:
+        raise InputFileError(
+            "--input-shape, --dynamic-batch, --names and --compat apply to Caffe and NetDef sources only"
+        )
     try:
         source = onnx.load(str(path))
     except (onnx.onnx_cpp2py_export.checker.ValidationError, DecodeError, ValueError) as exc:
@@ -137,9 +141,18 @@ def _check_output(output: Path) -> None:
 
 
 def _export(caffe2: Caffe2Model, options: ConvertOptions) -> Conversion:
-    export = ExportOptions(options.opset, options.names, options.dynamic_batch, __version__)
+    export = ExportOptions(options.opset, options.names, options.dynamic_batch, __version__, options.compat)
+    notes = []
+    if options.compat == "zoo":
+        caffe2, deviations = zoo_compat(caffe2)
+        notes.append(
+            "--compat zoo reproduces the ONNX model zoo's published graph, which departs from Caffe: "
+            + ("; ".join(map(str, deviations)) if deviations else "not at this input size")
+        )
+    elif options.compat is not None:
+        raise InputFileError(f"unknown compatibility mode {options.compat!r}; the only one is 'zoo'")
     model = caffe2_to_onnx(caffe2, export)
-    result = Conversion(model, caffe2)
+    result = Conversion(model, caffe2, notes=notes)
     if caffe2.synthetic_weights:
         model.skeleton.doc_string = SYNTHETIC_NOTE
         _set_metadata(model.skeleton, {"zooforge.synthetic_weights": "true"})

@@ -76,11 +76,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.option("--names", type=click.Choice(["zoo", "caffe"]), default="zoo", show_default=True,
               help="zoo: Caffe2 SSA names as the ONNX zoo (data_0, conv1_w_0, prob_1); caffe: plain blob names.")
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension symbolic (N).")
+@click.option("--compat", type=click.Choice(["zoo"]), default=None,
+              help="zoo: reproduce the ONNX model zoo's published graph (Reshape before Gemm, Dropout masks, "
+                   "and its pooling, which at 224x224 DEVIATES from Caffe: pool1/pool2 round down and pool5 is "
+                   "end-padded). Default: faithful to Caffe.")
 @click.option("--emit-caffe2", type=click.Path(path_type=Path), metavar="DIR",
               help="Also write the intermediate predict_net.pb, init_net.pb and value_info.json.")
 @run_reporting_errors
 def main(model, weights, builtin, init_net, value_info, opset, output, input_shapes, names,
-         dynamic_batch, emit_caffe2) -> None:  # noqa: ANN001
+         dynamic_batch, compat, emit_caffe2) -> None:  # noqa: ANN001
     """Convert a Caffe model, a Caffe2 NetDef pair, an ONNX model or a built-in model to ONNX.
 
     MODEL is a Caffe deploy .prototxt (then WEIGHTS is its .caffemodel or .caffemodel.h5), a
@@ -89,7 +93,7 @@ def main(model, weights, builtin, init_net, value_info, opset, output, input_sha
     name). Caffe models pass through a Caffe2 NetDef. Every model is checked by onnx.checker with
     full shape inference and stamped with its opset's IR version before anything is written.
     """
-    options = api.ConvertOptions(opset, names, parse_input_shapes(input_shapes), dynamic_batch)
+    options = api.ConvertOptions(opset, names, parse_input_shapes(input_shapes), dynamic_batch, compat)
     opset_info(opset)  # reject an unknown opset before any work
     if builtin:
         if model or weights or init_net:
@@ -110,7 +114,7 @@ def main(model, weights, builtin, init_net, value_info, opset, output, input_sha
         result = api.convert_caffe(model, weights, options)
     result.save(output, emit_caffe2)
     for note in result.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"{'warning' if 'departs' in note else 'note'}: {note}", err=True)
     info = opset_info(opset)
     size = output.stat().st_size / 2**20
     click.echo(f"wrote {output} (opset {opset}, IR {info.ir_version}, {len(result.model.skeleton.graph.node)} "

@@ -22,8 +22,12 @@ class ExportContext:
         weights: Mapping[str, np.ndarray],
         shapes: Mapping[str, Shape],
         consumed: set[str] | frozenset[str] = frozenset(),
+        compat: str | None = None,
+        dynamic_batch: bool = False,
     ) -> None:
         self.opset = opset
+        self.compat = compat  # "zoo": emit the published zoo graph's forms (Reshape before Gemm, ...)
+        self.dynamic_batch = dynamic_batch
         self.consumed = consumed  # Caffe2 blobs that some operator reads or the net outputs
         self.nodes: list[NodeProto] = []
         self.initializers: dict[str, np.ndarray] = {}

@@ -25,6 +25,7 @@ from converters.onnx.handlers import REGISTRY
 from versioning import opset_info
 
 NameStyle = Literal["zoo", "caffe"]
+Compat = Literal["zoo"] | None
 BATCH_SYMBOL = "N"
 
 
@@ -36,6 +37,7 @@ class ExportOptions:
     names: NameStyle = "zoo"
     dynamic_batch: bool = False
     producer_version: str = ""
+    compat: Compat = None  # "zoo": the ONNX model zoo's published graph structure (see caffe2.compat)
 
 
 class _Names:
@@ -72,7 +74,7 @@ def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> OnnxModel:
     net = model.predict_net
     shapes = infer_shapes(net, {**model.input_shapes, **{k: v.shape for k, v in model.weights.items()}})
     consumed = {name for op in net.op for name in op.input} | set(net.external_output)
-    context = ExportContext(options.opset, model.weights, shapes, consumed)
+    context = ExportContext(options.opset, model.weights, shapes, consumed, options.compat, options.dynamic_batch)
     names = _Names(model, options.names)
 
     weight_names: dict[str, str] = {}

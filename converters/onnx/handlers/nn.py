@@ -73,6 +73,21 @@ def _pool_plan(e: OpEmitter) -> tuple[Window, list[int]]:
     return window, pads
 
 
+def _ceil_mode_exact(e: OpEmitter, window: Window) -> bool:
+    """Whether ONNX's ``ceil_mode`` (opset 10+) gives this Caffe-rounded pooling's output size.
+
+    ONNX rounds up and drops a last window that starts in the end padding, as Caffe does; with
+    symmetric padding the sizes agree, and the runtimes then also agree on the averages' divisors.
+    """
+    if int(e.args.get("legacy_pad", 0)) != CAFFE_LEGACY_POOLING:
+        return False
+    pads = window.pads
+    if pads[0] != pads[2] or pads[1] != pads[3]:
+        return False
+    x, y = e.in_shape(0), e.out_shape(0)
+    return window.pool_output((x[2], x[3]), caffe_ceil=True) == (y[2], y[3])
+
+
 def _is_global(e: OpEmitter) -> bool:
     return bool(int(e.args.get("global_pooling", 0)))
 
@@ -92,10 +107,22 @@ class MaxPool(Handler):
                strides=list(window.stride), pads=pads)
 
     version_8 = version_1
-    version_10 = version_1
-    version_11 = version_1
-    version_12 = version_1
-    version_22 = version_1
+
+    @classmethod
+    def version_10(cls, e: OpEmitter) -> None:
+        """Caffe's rounding as ``ceil_mode`` where it is exact; explicit end padding elsewhere."""
+        e.unused_outputs_only(1)
+        if _is_global(e):
+            e.node("GlobalMaxPool", e.inputs, e.outputs)
+            return
+        window, pads = _pool_plan(e)
+        if pads != list(window.pads) and _ceil_mode_exact(e, window):
+            e.node("MaxPool", e.inputs, e.outputs, kernel_shape=list(window.kernel),
+                   strides=list(window.stride), pads=list(window.pads), ceil_mode=1)
+            return
+        cls.version_1(e)
+
+    version_11 = version_12 = version_22 = version_10
 
 
 class AveragePool(Handler):
@@ -105,7 +132,7 @@ class AveragePool(Handler):
     emits = ("AveragePool", "GlobalAveragePool", "Pad")
 
     @classmethod
-    def _emit(cls, e: OpEmitter, has_count_include_pad: bool) -> None:
+    def _emit(cls, e: OpEmitter, has_count_include_pad: bool, has_ceil_mode: bool = False) -> None:
         e.unused_outputs_only(1)
         if _is_global(e):
             e.node("GlobalAveragePool", e.inputs, e.outputs)
@@ -115,6 +142,10 @@ class AveragePool(Handler):
         caffe = int(e.args.get("legacy_pad", 0)) == CAFFE_LEGACY_POOLING
         include_pad = caffe or bool(int(e.args.get("count_include_pad", 0)))
         attrs = {"kernel_shape": list(window.kernel), "strides": list(window.stride)}
+        if has_ceil_mode and pads != declared and _ceil_mode_exact(e, window):
+            e.node("AveragePool", e.inputs, e.outputs, pads=declared, ceil_mode=1,
+                   count_include_pad=1 if include_pad and any(declared) else None, **attrs)
+            return
         if not include_pad or not any(declared):
             # Excluding pads: ONNX's default divisor already clips to the input.
             e.node("AveragePool", e.inputs, e.outputs, pads=pads, **attrs)
@@ -140,9 +171,13 @@ class AveragePool(Handler):
     def version_7(cls, e: OpEmitter) -> None:
         cls._emit(e, has_count_include_pad=True)
 
-    # Later AveragePool and Pad schemas: ceil_mode, dilations, pads as input (handled in _pad), types.
-    version_10 = version_11 = version_13 = version_18 = version_19 = version_21 = version_7
-    version_22 = version_23 = version_24 = version_25 = version_7
+    @classmethod
+    def version_10(cls, e: OpEmitter) -> None:
+        cls._emit(e, has_count_include_pad=True, has_ceil_mode=True)
+
+    # Later AveragePool and Pad schemas: dilations, pads as input (handled in _pad), types.
+    version_11 = version_13 = version_18 = version_19 = version_21 = version_10
+    version_22 = version_23 = version_24 = version_25 = version_10
 
 
 def _pad(e: OpEmitter, source: str, out: str, pads: list[int]) -> None:
@@ -178,7 +213,12 @@ class FC(Handler):
         x_shape = e.in_shape(0)
         axis = int(e.args.get("axis", 1)) % len(x_shape)
         source = e.inputs[0]
-        if len(x_shape) != 2 or axis != 1:
+        if e.context.compat == "zoo" and len(x_shape) != 2 and axis == 1 and e.opset >= 5:
+            # The zoo's graphs flatten with a Reshape to a literal [batch, features].
+            source = e.temp("flat")
+            batch = x_shape[0] if not e.context.dynamic_batch else -1
+            e.reshape(e.inputs[0], source, [batch, int(np.prod(x_shape[1:]))])
+        elif len(x_shape) != 2 or axis != 1:
             source = e.temp("flat")
             e.node("Flatten", [e.inputs[0]], [source], axis=axis)
         inputs = [source, e.inputs[1]]
@@ -245,7 +285,8 @@ class Softmax(Handler):
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
-        e.node("Softmax", e.inputs, e.outputs, axis=int(e.args.get("axis", 1)))
+        axis = int(e.args.get("axis", 1))
+        e.node("Softmax", e.inputs, e.outputs, axis=axis if axis != 1 else None)
 
     version_5 = version_9 = version_11 = version_1
 
@@ -285,14 +326,19 @@ class Dropout(Handler):
     @classmethod
     def version_7(cls, e: OpEmitter) -> None:
         e.unused_outputs_only(1)
-        e.node("Dropout", e.inputs, e.outputs, ratio=cls._ratio(e))
+        e.node("Dropout", e.inputs, cls._outputs(e), ratio=cls._ratio(e))
 
     version_10 = version_7
 
     @classmethod
+    def _outputs(cls, e: OpEmitter) -> list[str]:
+        """The zoo's graphs name Dropout's mask output too (from opset 7, where it is optional)."""
+        return e.outputs[:1] + ([e.temp("mask")] if e.context.compat == "zoo" else [])
+
+    @classmethod
     def version_12(cls, e: OpEmitter) -> None:
         e.unused_outputs_only(1)
-        e.node("Dropout", [e.inputs[0], e.const("ratio", cls._ratio(e))], e.outputs)
+        e.node("Dropout", [e.inputs[0], e.const("ratio", cls._ratio(e))], cls._outputs(e))
 
     version_13 = version_12
     version_22 = version_12
