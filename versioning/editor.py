@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 from onnx import NodeProto, helper, numpy_helper, shape_inference
 
+from versioning.names import fresh_name
+
 
 class GraphEditor:
     def __init__(self, model: onnx.ModelProto) -> None:
@@ -74,12 +76,7 @@ class GraphEditor:
         return name
 
     def fresh(self, hint: str) -> str:
-        name, index = hint, 1
-        while name in self._names:
-            index += 1
-            name = f"{hint}_{index}"
-        self._names.add(name)
-        return name
+        return fresh_name(hint, self._names)
 
     # -- nodes ------------------------------------------------------------------------------------
     def producer(self, name: str) -> NodeProto | None:

@@ -9,6 +9,7 @@ import numpy as np
 from onnx import NodeProto, helper
 
 from converters.errors import ExportError
+from versioning.names import fresh_name
 
 Shape = tuple[int, ...]
 
@@ -38,12 +39,7 @@ class ExportContext:
         self.dtypes: dict[str, int] = {}  # ONNX element type of tensors that are not float
 
     def node_name(self, hint: str) -> str:
-        name, index = hint, 1
-        while name in self._node_names:
-            index += 1
-            name = f"{hint}_{index}"
-        self._node_names.add(name)
-        return name
+        return fresh_name(hint, self._node_names)
 
     def claim(self, name: str) -> str:
         """Reserve a tensor name; a collision is a bug in naming, not a user error."""
@@ -53,11 +49,7 @@ class ExportContext:
         return name
 
     def unique(self, hint: str) -> str:
-        name, index = hint, 1
-        while name in self._taken:
-            index += 1
-            name = f"{hint}_{index}"
-        return self.claim(name)
+        return fresh_name(hint, self._taken)
 
     def add_initializer(self, name: str, array: np.ndarray) -> str:
         self.initializers[name] = array
