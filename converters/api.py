@@ -81,7 +81,7 @@ def convert_builtin(name: str, options: ConvertOptions = ConvertOptions()) -> Co
 
 
 def convert_caffe_net(net: CaffeNet, options: ConvertOptions = ConvertOptions()) -> Conversion:
-    result = _export(translate(net), options)
+    result = export_netdef(translate(net), options)
     result.caffe = net
     return result
 
@@ -94,7 +94,7 @@ def convert_netdef(
 ) -> Conversion:
     """Caffe2 NetDef pair (+ ``value_info.json`` or explicit input shapes) -> ONNX."""
     caffe2 = load_caffe2(Path(predict_net), Path(init_net), value_info, options.input_shapes)
-    return _export(caffe2, options)
+    return export_netdef(caffe2, options)
 
 
 @dataclass
@@ -116,19 +116,24 @@ class OnnxConversion:
         self.model.save(Path(output))
 
 
-def convert_onnx(path: Path, options: ConvertOptions = ConvertOptions()) -> OnnxConversion:
-    """An ONNX model of the classic CNN operator set -> the same model at ``options.opset``."""
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """Read an ONNX model; a missing or unreadable file is one clear error."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"ONNX model {path} does not exist")
+    try:
+        return onnx.load(str(path))
+    except (onnx.onnx_cpp2py_export.checker.ValidationError, DecodeError, ValueError) as exc:
+        raise InputFileError(f"{path} is not a readable ONNX model: {exc}") from None
+
+
+def convert_onnx(path: Path, options: ConvertOptions = ConvertOptions()) -> OnnxConversion:
+    """An ONNX model of the classic CNN operator set -> the same model at ``options.opset``."""
     if options.input_shapes is not None or options.dynamic_batch or options.names != "zoo" or options.compat:
         raise InputFileError(
             "--input-shape, --dynamic-batch, --names and --compat apply to Caffe and NetDef sources only"
         )
-    try:
-        source = onnx.load(str(path))
-    except (onnx.onnx_cpp2py_export.checker.ValidationError, DecodeError, ValueError) as exc:
-        raise InputFileError(f"{path} is not a readable ONNX model: {exc}") from None
+    source = load_onnx(path)
     converted = convert_opset(source, options.opset)
     return OnnxConversion(OnnxModel(converted), model_opset(source))
 
@@ -140,7 +145,8 @@ def _check_output(output: Path) -> None:
         raise InputFileError(f"output {output} is a folder; give a file name such as {output / 'model.onnx'}")
 
 
-def _export(caffe2: Caffe2Model, options: ConvertOptions) -> Conversion:
+def export_netdef(caffe2: Caffe2Model, options: ConvertOptions = ConvertOptions()) -> Conversion:
+    """A NetDef pair in memory -> ONNX at ``options.opset`` (compat rewrite, labels, graph check)."""
     export = ExportOptions(options.opset, options.names, options.dynamic_batch, __version__, options.compat)
     notes = []
     if options.compat == "zoo":

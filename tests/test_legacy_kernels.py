@@ -490,12 +490,15 @@ def _relu(opset: int) -> onnx.ModelProto:
 
 def test_run_model_picks_onnxruntime_from_opset7(monkeypatch):
     calls = []
-    monkeypatch.setattr(runtime, "_run_ort", lambda *a: calls.append("onnxruntime") or {"y": None})
-    monkeypatch.setattr(runtime, "_run_reference", lambda *a: calls.append("reference") or {"y": None})
-    runtime.run_model(_relu(7), {"x": x4()})
-    runtime.run_model(_relu(defs.onnx_opset_version()), {"x": x4()})
-    runtime.run_model(_relu(6), {"x": x4()})
-    runtime.run_model(_relu(3), {"x": x4()})
+    original = runtime.Session.run
+
+    def spy(self, feeds):
+        calls.append(self.runtime)
+        return original(self, feeds)
+
+    monkeypatch.setattr(runtime.Session, "run", spy)
+    for opset in (7, defs.onnx_opset_version(), 6, 3):
+        np.testing.assert_array_equal(runtime.run_model(_relu(opset), {"x": x4()})["y"], np.maximum(x4(), 0))
     assert calls == ["onnxruntime", "onnxruntime", "reference", "reference"]
 
 

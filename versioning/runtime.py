@@ -7,9 +7,7 @@ zooforge's legacy and corrected kernels (:mod:`versioning.legacy_ops`).
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections import OrderedDict
 from typing import Any, Union
 
 import numpy as np
@@ -86,46 +84,62 @@ def available_runtimes(model: ModelLike) -> list[str]:
     return [REFERENCE]
 
 
-# A few recent sessions, keyed by (runtime, sha256 of the serialized model). Sessions are
-# expensive to build (graph optimisation, weight copies) and the same model is often run on
-# several test sets in a row.
-_CACHE_SIZE = 2
-_sessions: OrderedDict[tuple[str, str], Any] = OrderedDict()
+class Session:
+    """One model opened on one runtime, to run on many inputs.
+
+    onnxruntime reads a model given by path itself, so its weights are never copied through
+    Python; the reference evaluator works on the parsed model. Open one session per (model,
+    runtime) and drop it when done: nothing is cached between sessions.
+    """
+
+    def __init__(self, runtime: str, model: ModelLike) -> None:
+        if runtime not in RUNTIMES:
+            raise UnknownRuntimeError(
+                f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)} or 'auto'"
+            )
+        self.runtime = runtime
+        proto = model if isinstance(model, onnx.ModelProto) else None
+        if runtime == ONNXRUNTIME:
+            header = proto if proto is not None else _load_graph_only(model)
+            opset = model_opset(header)
+            if opset < ORT_MIN_OPSET:
+                raise RuntimeUnavailableError(
+                    f"onnxruntime cannot run opset {opset} models (it needs opset >= {ORT_MIN_OPSET}); "
+                    f"use the {REFERENCE!r} runtime"
+                )
+            if not _ort_installed():
+                raise RuntimeUnavailableError("onnxruntime is not installed; use the 'reference' runtime")
+            import onnxruntime as ort  # noqa: PLC0415
+
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            source = str(model) if isinstance(model, (str, os.PathLike)) else _as_bytes(model)
+            self._ort = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+            self._names = [o.name for o in self._ort.get_outputs()]
+        else:
+            proto = proto if proto is not None else _load(model)[0]
+            self._ref = ReferenceEvaluator(proto, new_ops=list(kernels_for_opset(model_opset(proto))))
+            self._names = _output_names(proto)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.runtime == ONNXRUNTIME:
+            return dict(zip(self._names, self._ort.run(self._names, feeds)))
+        return {n: np.asarray(v) for n, v in zip(self._names, self._ref.run(self._names, feeds))}
 
 
-def _session(runtime: str, proto: onnx.ModelProto, data: bytes) -> Any:
-    key = (runtime, hashlib.sha256(data).hexdigest())
-    if key in _sessions:
-        _sessions.move_to_end(key)
-        return _sessions[key]
-    if runtime == ONNXRUNTIME:
-        import onnxruntime as ort  # noqa: PLC0415
+def _as_bytes(model: ModelLike) -> bytes:
+    if isinstance(model, onnx.ModelProto):
+        return model.SerializeToString()
+    return bytes(model)
 
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-    else:
-        sess = ReferenceEvaluator(proto, new_ops=list(kernels_for_opset(model_opset(proto))))
-    _sessions[key] = sess
-    while len(_sessions) > _CACHE_SIZE:
-        _sessions.popitem(last=False)
-    return sess
+
+def _load_graph_only(model: ModelLike) -> onnx.ModelProto:
+    """The model's header fields (opset imports), cheaply: a path is parsed, bytes likewise."""
+    return _load(model)[0]
 
 
 def _output_names(proto: onnx.ModelProto) -> list[str]:
     return [o.name for o in proto.graph.output]
-
-
-def _run_ort(proto: onnx.ModelProto, data: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    sess = _session(ONNXRUNTIME, proto, data)
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds)))
-
-
-def _run_reference(proto: onnx.ModelProto, data: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    sess = _session(REFERENCE, proto, data)
-    names = _output_names(proto)
-    return {n: np.asarray(v) for n, v in zip(names, sess.run(names, feeds))}
 
 
 def run_with(runtime: str, model: ModelLike, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -136,34 +150,23 @@ def run_with(runtime: str, model: ModelLike, feeds: dict[str, np.ndarray]) -> di
         raise UnknownRuntimeError(
             f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)} or 'auto'"
         )
-    proto, data = _load(model)
-    if runtime == ONNXRUNTIME:
-        opset = model_opset(proto)
-        if opset < ORT_MIN_OPSET:
-            raise RuntimeUnavailableError(
-                f"onnxruntime cannot run opset {opset} models (it needs opset >= {ORT_MIN_OPSET}); "
-                f"use the {REFERENCE!r} runtime"
-            )
-        if not _ort_installed():
-            raise RuntimeUnavailableError("onnxruntime is not installed; use the 'reference' runtime")
-        return _run_ort(proto, data, feeds)
-    return _run_reference(proto, data, feeds)
+    return Session(runtime, model).run(feeds)
 
 
-def _select(proto: onnx.ModelProto, data: bytes) -> str:
-    if ONNXRUNTIME in available_runtimes(proto):
+def open_best(model: ModelLike) -> Session:
+    """A session on onnxruntime for opset >= 7 when it loads the model, else the reference."""
+    if ONNXRUNTIME in available_runtimes(model):
         try:
-            _session(ONNXRUNTIME, proto, data)
+            return Session(ONNXRUNTIME, model)
         except Exception:  # noqa: BLE001 - onnxruntime refused the model: use the reference
-            return REFERENCE
-        return ONNXRUNTIME
-    return REFERENCE
+            pass
+    return Session(REFERENCE, model)
 
 
 def select_runtime(model: ModelLike) -> str:
     """The runtime ``run_model(model, feeds)`` uses: onnxruntime for opset >= 7 when it loads
     the model, else the reference evaluator."""
-    return _select(*_load(model))
+    return open_best(model).runtime
 
 
 def run_model(
@@ -177,7 +180,4 @@ def run_model(
     """
     if runtime != "auto":
         return run_with(runtime, model, feeds)
-    proto, data = _load(model)
-    if _select(proto, data) == ONNXRUNTIME:
-        return _run_ort(proto, data, feeds)
-    return _run_reference(proto, data, feeds)
+    return open_best(model).run(feeds)

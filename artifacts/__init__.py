@@ -1,0 +1,1 @@
+"""Release artifacts: test data, tarballs, manifests, README tables, validation and release builds."""

@@ -1,0 +1,105 @@
+"""``zoo-package``: a thin command over ``artifacts.release.build_release``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from artifacts.release import DEFAULT_OPSETS, ReleaseOptions, build_release, source_date_epoch
+from artifacts.source import builtin_source, caffe_source, netdef_source, onnx_source
+from artifacts.testdata import InputRecipe
+from artifacts.validate import Tolerance
+from converters import api
+from converters.cli import parse_input_shapes, run_reporting_errors
+
+
+def _parse_floats(value: str, count: int, what: str) -> tuple[float, ...]:
+    try:
+        numbers = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not {count} comma-separated numbers ({what})") from None
+    if len(numbers) != count:
+        raise click.BadParameter(f"{value!r} needs {count} numbers ({what})")
+    return numbers
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "Examples:\n\n"
+        "  zoo-package                      # the built-in AlexNet (synthetic weights) into release/\n\n"
+        "  zoo-package deploy.prototxt bvlc_alexnet.caffemodel --name bvlcalexnet --out release/\n\n"
+        "  zoo-package bvlcalexnet-9.onnx --name bvlcalexnet --opsets 7,12,17"
+    ),
+)
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.argument("weights", required=False, type=click.Path(path_type=Path))
+@click.option("--builtin", metavar="NAME", help="A model shipped with zooforge (default when no MODEL: alexnet).")
+@click.option("--init-net", type=click.Path(path_type=Path), help="Caffe2 init_net.pb (MODEL is predict_net.pb).")
+@click.option("--value-info", type=click.Path(path_type=Path), help="Caffe2 value_info.json.")
+@click.option("--name", default="bvlcalexnet", show_default=True, help="File name stem: <name>-<opset>.onnx.")
+@click.option("--opsets", default=",".join(map(str, DEFAULT_OPSETS)), show_default=True,
+              help="Comma-separated opsets, one variant each.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W", help="Input shape.")
+@click.option("--compat", type=click.Choice(["zoo"]), default=None,
+              help="Reproduce the ONNX zoo's published graph (deviates from Caffe's pooling at 224).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("release"), show_default=True,
+              help="Release folder; replaced only once the new release is complete.")
+@click.option("--test-sets", default=3, show_default=True, help="Number of test sets per variant.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the first test set's inputs.")
+@click.option("--input-range", default=None, metavar="LOW,HIGH",
+              help="Range of the uniform test inputs; default -128,128 for the built-in AlexNet, else -1,1.")
+@click.option("--rtol", default=1e-3, show_default=True, help="Parity tolerance (relative).")
+@click.option("--atol", default=1e-7, show_default=True, help="Parity tolerance (absolute).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@run_reporting_errors
+def main(model, weights, builtin, init_net, value_info, name, opsets, input_shapes, compat, out, test_sets,
+         seed, input_range, rtol, atol, quiet) -> None:  # noqa: ANN001
+    """Build a complete model release: every opset variant with test data, tarballs, README table,
+    manifest, checksums and a parity report. Every variant must match the source model (the Caffe2
+    executor for Caffe and NetDef sources, the source model for ONNX) or nothing is written.
+
+    Timestamps come from SOURCE_DATE_EPOCH (default 0), so two builds give identical bytes.
+    """
+    options = api.ConvertOptions(names="zoo", input_shapes=parse_input_shapes(input_shapes), compat=compat)
+    if model is None and not init_net:
+        builtin = builtin or "alexnet"
+    if builtin:
+        if model or weights or init_net:
+            raise click.UsageError("--builtin takes no MODEL, WEIGHTS or --init-net")
+        source = builtin_source(builtin, options)
+    elif init_net:
+        source = netdef_source(model, init_net, value_info, options)
+    elif model.suffix == ".onnx":
+        source = onnx_source(model, options)
+    elif weights is None:
+        raise click.UsageError("a .prototxt MODEL needs its WEIGHTS")
+    else:
+        source = caffe_source(model, weights, options)
+    low, high = _parse_floats(input_range, 2, "LOW,HIGH") if input_range else (
+        (-128.0, 128.0) if builtin == "alexnet" else (-1.0, 1.0))
+    release = ReleaseOptions(
+        name=name,
+        opsets=tuple(int(v) for v in _parse_floats(opsets, len(opsets.split(",")), "opsets")),
+        test_sets=test_sets,
+        recipe=InputRecipe(seed, low, high),
+        tolerance=Tolerance(rtol, atol),
+        source_date_epoch=source_date_epoch(),
+    )
+    started = time.perf_counter()
+    steps = 2 + 3 * len(release.opsets)
+    if quiet:
+        summary = build_release(source, release, out)
+    else:
+        with click.progressbar(length=steps, label="zoo-package", file=click.get_text_stream("stderr"),
+                               show_eta=False, item_show_func=lambda item: item) as bar:
+            summary = build_release(source, release, out, progress=lambda message: bar.update(1, message))
+    size = sum(path.stat().st_size for path in summary.files) / 2**20
+    click.echo(f"wrote {summary.out}: {len(release.opsets)} variants, {len(summary.files)} files, "
+               f"{size:.0f} MiB in {time.perf_counter() - started:.1f} s; all variants match the source")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""What a release is built from: a Caffe model, a built-in model, a NetDef pair or an ONNX model.
+
+A ``ReleaseSource`` yields the model at any opset and computes the expected outputs of test sets
+with the source's own runtime: the Caffe2 executor for Caffe and NetDef sources, the source ONNX
+model (onnxruntime, or the reference evaluator below opset 7) for ONNX sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from converters import api
+from converters.caffe.loader import load_caffe
+from converters.caffe2.compat import zoo_compat
+from converters.caffe2.executor import run_net
+from converters.caffe2.netdef import Caffe2Model, load_caffe2
+from converters.caffe2.translate import translate
+from converters.errors import InputFileError
+from converters.onnx.model import OnnxModel
+from versioning.convert import convert_opset, model_opset
+from versioning.runtime import run_model
+
+
+@dataclass
+class ReleaseSource:
+    title: str                      # e.g. "BVLC AlexNet"
+    lineage: list[str]              # e.g. ["Caffe BVLC AlexNet", "Caffe2 AlexNet", "ONNX AlexNet"]
+    files: dict[str, Path]          # role -> source file (prototxt, weights, predict_net, ...)
+    synthetic: bool = False
+    caffe2: Caffe2Model | None = None
+    onnx_model: onnx.ModelProto | None = None
+    options: api.ConvertOptions = field(default_factory=api.ConvertOptions)
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        if self.caffe2 is not None:
+            return dict(self.caffe2.input_shapes)
+        initializers = {t.name for t in self.onnx_model.graph.initializer}
+        return {
+            value.name: tuple(d.dim_value for d in value.type.tensor_type.shape.dim)
+            for value in self.onnx_model.graph.input if value.name not in initializers
+        }
+
+    def variant(self, opset: int) -> OnnxModel:
+        """The model at ``opset``, checked; large weights stay shared with the source."""
+        if self.caffe2 is not None:
+            options = api.ConvertOptions(opset, self.options.names, None, self.options.dynamic_batch,
+                                         self.options.compat)
+            return api.export_netdef(self.caffe2, options).model
+        return OnnxModel(convert_opset(self.onnx_model, opset))
+
+    def expected_outputs(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The source model's outputs, in graph output order."""
+        if self.caffe2 is not None:
+            reference = zoo_compat(self.caffe2)[0] if self.options.compat == "zoo" else self.caffe2
+            by_name = dict(zip(self.caffe2.inputs, feeds.values()))
+            return list(run_net(reference, by_name).values())
+        return list(run_model(self.onnx_model, dict(feeds)).values())
+
+
+def caffe_source(prototxt: Path, weights: Path, options: api.ConvertOptions) -> ReleaseSource:
+    net = load_caffe(Path(prototxt), Path(weights), options.input_shapes)
+    name = net.name or Path(prototxt).parent.name
+    return ReleaseSource(
+        title=name, lineage=[f"Caffe {name}", f"Caffe2 {name}", f"ONNX {name}"],
+        files={"prototxt": Path(prototxt), "weights": Path(weights)},
+        caffe2=translate(net), options=options,
+    )
+
+
+def builtin_source(name: str, options: api.ConvertOptions) -> ReleaseSource:
+    from converters.builtin import builtin_model, load_builtin
+
+    model = builtin_model(name)
+    net = load_builtin(name, options.input_shapes)
+    title = f"BVLC {net.name}" if name == "alexnet" else net.name
+    return ReleaseSource(
+        title=title, lineage=[f"Caffe {title}", f"Caffe2 {net.name}", f"ONNX {net.name}"],
+        files={"prototxt": model.prototxt}, synthetic=True, caffe2=translate(net), options=options,
+    )
+
+
+def netdef_source(predict_net: Path, init_net: Path, value_info: Path | None,
+                  options: api.ConvertOptions) -> ReleaseSource:
+    caffe2 = load_caffe2(Path(predict_net), Path(init_net), value_info, options.input_shapes)
+    name = caffe2.predict_net.name or Path(predict_net).parent.name
+    files = {"predict_net": Path(predict_net), "init_net": Path(init_net)}
+    if value_info:
+        files["value_info"] = Path(value_info)
+    return ReleaseSource(title=name, lineage=[f"Caffe2 {name}", f"ONNX {name}"], files=files,
+                         synthetic=caffe2.synthetic_weights, caffe2=caffe2, options=options)
+
+
+def onnx_source(path: Path, options: api.ConvertOptions) -> ReleaseSource:
+    if options.compat or options.input_shapes is not None or options.dynamic_batch:
+        raise InputFileError("--compat, --input-shape and --dynamic-batch need a Caffe or NetDef source")
+    model = api.load_onnx(Path(path))
+    name = model.graph.name or Path(path).stem
+    return ReleaseSource(title=name, lineage=[f"ONNX {name} (opset {model_opset(model)})", f"ONNX {name}"],
+                         files={"onnx": Path(path)}, onnx_model=model, options=options)

@@ -1,0 +1,94 @@
+"""``zoo-validate``: a thin command over :func:`artifacts.validate.validate_path`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from artifacts.validate import SetReport, Tolerance, ValidationReport, validate_path
+from converters.cli import run_reporting_errors
+from converters.errors import InputFileError
+from converters.fileio import atomic_write_bytes
+from versioning.runtime import RUNTIMES
+
+
+def _line(s: SetReport) -> str:
+    status = "PASS" if s.passed else "FAIL"
+    head = f"{status}  {s.model} / {s.test_set}  {s.runtime} (opset {s.opset})"
+    if s.error is not None:
+        return f"{head}  error"
+    worst = s.worst()
+    if worst is None:
+        return head
+    return (f"{head}  worst {worst.name!r}: max abs {worst.max_abs:.3g}, max rel {worst.max_rel:.3g}, "
+            f"mean abs {worst.mean_abs:.3g}")
+
+
+def _print_report(report: ValidationReport, quiet: bool) -> None:
+    if not quiet:
+        for s in report.sets:
+            click.echo(_line(s))
+    for warning in report.warnings:
+        if not quiet:
+            click.echo(f"warning: {warning}", err=True)
+    failures = report.failures()
+    if failures:
+        click.echo(f"FAILED: {len(failures)} failure(s):")
+        for failure in failures:
+            click.echo(f"  {failure}")
+    elif not quiet:
+        tol = report.tolerance
+        click.echo(f"passed: {len(report.sets)} model/test set/runtime run(s) at rtol={tol.rtol:g}, atol={tol.atol:g}")
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "Exit status: 0 when every output of every test set passes, 1 when any fails (each failure "
+        "is named as MODEL / TEST SET / OUTPUT: reason), 2 when PATH cannot be used.\n\n"
+        "Examples:\n\n"
+        "  zoo-validate release/\n\n"
+        "  zoo-validate bvlc_alexnet-7.tar.gz --runtime onnxruntime --json report.json\n\n"
+        "  zoo-validate test_bvlc_alexnet/ --rtol 1e-3 --atol 1e-3"
+    ),
+)
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+              help="Relative tolerance: an element passes when |got - expected| <= atol + rtol * |expected|.")
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-7, show_default=True,
+              help="Absolute tolerance (see --rtol). NaN matches NaN; infinities must match exactly.")
+@click.option("--runtime", "runtimes", multiple=True, type=click.Choice(RUNTIMES),
+              help="Run only this runtime (repeatable). Default: every runtime the model's opset allows: "
+                   "onnxruntime and the reference evaluator from opset 7, the reference evaluator with "
+                   "zooforge's legacy kernels below.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also write the full report (per-output max abs/rel and mean abs error, worst element "
+                   "index, and the figures needed to re-threshold it later) as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only failures.")
+@run_reporting_errors
+def main(path: Path, rtol: float, atol: float, runtimes: tuple[str, ...], json_path: Path | None,
+         quiet: bool) -> None:
+    """Run released ONNX models on their test data and compare every output.
+
+    PATH is a model folder (model.onnx beside test_data_set_N/ folders of input_K.pb and
+    output_K.pb), a .tar.gz/.tgz holding one such folder (extracted safely into a temporary
+    folder), or a release folder: every tarball and model sub-folder in it is validated, a
+    standalone NAME.onnx must equal the model.onnx in NAME.tar.gz, and a manifest.json's sha256
+    sums must match. Output names, dtypes and shapes must match exactly; values within the
+    tolerances. Test sets whose tensors have no names (pre-2019 data) are mapped to the graph
+    by position, with a warning.
+    """
+    report = validate_path(path, Tolerance(rtol, atol), runtimes or None)
+    if json_path is not None:
+        try:
+            atomic_write_bytes(json_path, report.to_json().encode())
+        except OSError as exc:
+            raise InputFileError(f"cannot write the report {json_path}: {exc.strerror or exc}") from None
+    _print_report(report, quiet)
+    sys.exit(0 if report.passed else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""zoo-validate: the real ONNX backend-test folders pass, corrupted data fails by name, unusable
+input exits 2, reports round-trip through JSON and re-threshold, legacy unnamed sets map by position."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from artifacts.validate import (
+    RethresholdError,
+    Tolerance,
+    ValidationReport,
+    compare_output,
+    validate_path,
+)
+from artifacts.validate_cli import main
+from conftest import SHARED
+
+REPO = Path(__file__).resolve().parents[1]
+BACKEND_GROUPS = ("pytorch-converted", "pytorch-operator", "simple")
+BACKEND_FOLDERS = sorted(
+    f"{group}/{p.name}"
+    for group in BACKEND_GROUPS
+    if (SHARED / "onnx" / group).is_dir()
+    for p in (SHARED / "onnx" / group).iterdir()
+    if (p / "model.onnx").is_file()
+)
+RELU = "simple/test_single_relu_model"  # opset 9, named tensors: runs on onnxruntime and the reference
+CONV = "pytorch-converted/test_Conv2d"  # opset 6, unnamed tensors: reference evaluator only
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def copy_folder(shared: Path, rel: str, tmp_path: Path) -> Path:
+    dest = tmp_path / Path(rel).name
+    shutil.copytree(shared / "onnx" / rel, dest)
+    for p in [dest, *dest.rglob("*")]:  # ../shared is read-only; the copy must be writable
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dest
+
+
+def make_tarball(folder: Path, archive: Path, top: str = "top") -> Path:
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=top)
+    return archive
+
+
+# --------------------------------------------------------------------------- (a), (c) real folders
+
+
+@pytest.mark.parametrize("rel", BACKEND_FOLDERS)
+def test_backend_folder_passes_in_every_runtime(shared: Path, rel: str) -> None:
+    report = validate_path(shared / "onnx" / rel)
+    assert report.passed, report.failures()
+    opset = onnx.load(shared / "onnx" / rel / "model.onnx", load_external_data=False).opset_import[0].version
+    expected = {"onnxruntime", "reference"} if opset >= 7 else {"reference"}
+    assert {s.runtime for s in report.sets} == expected
+    assert all(o.compared for s in report.sets for o in s.outputs)
+
+
+def test_backend_groups_cover_what_the_brief_names(shared: Path) -> None:
+    groups = {rel.split("/")[0] for rel in BACKEND_FOLDERS}
+    assert groups == set(BACKEND_GROUPS)
+    assert len(BACKEND_FOLDERS) >= 38  # 30 pytorch-converted, 7 pytorch-operator, 1 simple
+
+
+def test_cli_on_a_collection_folder_exits_0(shared: Path) -> None:
+    result = invoke(shared / "onnx" / "pytorch-operator")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("PASS") == 7
+    assert "FAIL" not in result.output
+
+
+# --------------------------------------------------------------------------- (b) a flipped byte
+
+
+def flip_output_byte(folder: Path) -> tuple[int, ...]:
+    """Flip a mantissa bit of the largest expected value of output_0.pb; return its index."""
+    path = folder / "test_data_set_0" / "output_0.pb"
+    data = bytearray(path.read_bytes())
+    tensor = onnx.load_tensor(str(path))
+    values = numpy_helper.to_array(tensor)
+    assert tensor.raw_data and values.dtype == np.float32
+    index = int(np.argmax(np.abs(values)))
+    start = bytes(data).find(tensor.raw_data)
+    assert start >= 0
+    data[start + 4 * index + 2] ^= 0x01  # mantissa bit 16: a relative change of 2**-8 .. 2**-7
+    path.write_bytes(bytes(data))
+    changed = numpy_helper.to_array(onnx.load_tensor(str(path)))
+    assert abs(changed.flat[index] - values.flat[index]) > 1e-3 * abs(values.flat[index]) + 1e-7
+    return tuple(int(i) for i in np.unravel_index(index, values.shape))
+
+
+@pytest.mark.parametrize("rel", [CONV, RELU])
+def test_flipped_byte_fails_naming_model_set_and_output(shared: Path, tmp_path: Path, rel: str) -> None:
+    folder = copy_folder(shared, rel, tmp_path)
+    worst = flip_output_byte(folder)
+    result = invoke(folder)
+    assert result.exit_code == 1, result.output
+    output_name = onnx.load(folder / "model.onnx").graph.output[0].name
+    failing = [line for line in result.output.splitlines() if line.startswith("  ")]
+    assert failing and all(f"{folder} / test_data_set_0 / {output_name}: values differ" in line for line in failing)
+    report = validate_path(folder)
+    assert {s.runtime for s in report.sets if not s.passed} == {s.runtime for s in report.sets}
+    assert all(s.outputs[0].worst_index == worst for s in report.sets)
+
+
+# --------------------------------------------------------------------------- (d) tarballs, releases
+
+
+def test_tarball_validates(shared: Path, tmp_path: Path) -> None:
+    archive = make_tarball(shared / "onnx" / RELU, tmp_path / "relu-9.tar.gz")
+    result = invoke(archive)
+    assert result.exit_code == 0, result.output
+    assert f"PASS  {archive} / test_data_set_0  onnxruntime" in result.output
+    assert list(tmp_path.iterdir()) == [archive]  # nothing extracted beside it
+
+
+def test_release_folder_checks_standalone_models(shared: Path, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    release.mkdir()
+    make_tarball(shared / "onnx" / RELU, release / "relu-9.tar.gz")
+    make_tarball(shared / "onnx" / CONV, release / "conv-6.tgz", top="test_Conv2d")
+    shutil.copyfile(shared / "onnx" / RELU / "model.onnx", release / "relu-9.onnx")
+    (release / "lonely-9.onnx").write_bytes((shared / "onnx" / RELU / "model.onnx").read_bytes())
+    report = validate_path(release)
+    assert report.passed, report.failures()
+    assert [(Path(s.model).name, s.runtime) for s in report.sets] == [
+        ("conv-6.tgz", "reference"), ("relu-9.tar.gz", "onnxruntime"), ("relu-9.tar.gz", "reference")]
+    assert any("lonely-9.onnx: no test data" in w for w in report.warnings)
+
+    model = onnx.load(release / "relu-9.onnx")
+    model.producer_name = "someone else"
+    onnx.save(model, release / "relu-9.onnx")
+    result = invoke(release)
+    assert result.exit_code == 1
+    assert f"{release}/relu-9.onnx: standalone model differs from the one in the tarball relu-9.tar.gz" in result.output
+
+
+def test_release_manifest_sha_is_checked(shared: Path, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    release.mkdir()
+    make_tarball(shared / "onnx" / RELU, release / "relu-9.tar.gz")
+    shutil.copyfile(shared / "onnx" / RELU / "model.onnx", release / "relu-9.onnx")
+    entry = {"model": "relu", "model_path": "relu-9.onnx",
+             "metadata": {"model_sha": "0" * 64, "model_with_data_path": "relu-9.tar.gz"}}
+    (release / "manifest.json").write_text(json.dumps([entry]))
+    report = validate_path(release)
+    assert report.failures() == [f"{release}/manifest.json: sha256 of relu-9.onnx differs from the manifest"]
+
+
+# --------------------------------------------------------------------------- (e) unusable input
+
+
+def test_unusable_input_exits_2_with_one_error_line(shared: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    garbage = copy_folder(shared, RELU, tmp_path)
+    (garbage / "model.onnx").write_bytes(b"\x0fnot an onnx model at all\xff" * 3)
+    no_sets = tmp_path / "no_sets"
+    no_sets.mkdir()
+    shutil.copyfile(shared / "onnx" / RELU / "model.onnx", no_sets / "model.onnx")
+    bad_tar = tmp_path / "bad.tar.gz"
+    bad_tar.write_bytes(b"this is not gzip")
+    cases = {
+        tmp_path / "missing": "does not exist",
+        empty: "holds no model",
+        garbage: "is not a readable ONNX model",
+        no_sets: "no test_data_set_N folder",
+        bad_tar: str(bad_tar),
+    }
+    for path, words in cases.items():
+        result = invoke(path)
+        assert result.exit_code == 2, (path, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
+
+
+def test_tarball_escaping_its_folder_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.tar.gz"
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"x")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(payload, arcname="../escaped")
+    result = invoke(archive)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and not (tmp_path.parent / "escaped").exists()
+
+
+# --------------------------------------------------------------------------- (f) JSON, re-threshold
+
+
+def test_json_report_and_rethreshold(shared: Path, tmp_path: Path) -> None:
+    folder = copy_folder(shared, CONV, tmp_path)
+    report_path = tmp_path / "report.json"
+    result = invoke(folder, "--json", report_path)
+    assert result.exit_code == 0, result.output
+    data = json.loads(report_path.read_text())
+    (out,) = data["sets"][0]["outputs"]
+    for key in ("max_abs", "max_rel", "mean_abs", "worst_index", "needed_rtol", "needed_atol"):
+        assert key in out
+    assert len(out["worst_index"]) == 4 and out["max_abs"] > 0  # float32 rounding vs PyTorch
+
+    saved = ValidationReport.from_json(report_path.read_text())
+    assert saved.to_dict() == data
+    assert saved.rethreshold(Tolerance()).passed
+    assert not saved.rethreshold(Tolerance(rtol=0.0, atol=1e-7)).passed  # atol kept: exact
+    assert saved.rethreshold(Tolerance(rtol=1e-3, atol=0.0)).passed  # max_rel < rtol: exact
+    per_output = Tolerance(rtol=0.0, atol=0.0, per_output={out["name"]: Tolerance(1e-3, 1e-7)})
+    assert saved.rethreshold(per_output).passed
+    # Each answer agrees with running the model again at that tolerance.
+    for tol in (Tolerance(0.0, 1e-7), Tolerance(1e-3, 0.0), Tolerance(1e-6, 1e-7), Tolerance(1e-7, 1e-7), Tolerance(1e-3, 1e-9)):
+        assert saved.rethreshold(tol).passed == validate_path(folder, tol).passed, tol
+
+    flip_output_byte(folder)
+    failing = validate_path(folder)
+    assert not failing.passed
+    reloaded = ValidationReport.from_json(failing.to_json())
+    assert reloaded.rethreshold(Tolerance(rtol=0.01, atol=1e-7)).passed
+    assert not reloaded.rethreshold(Tolerance(rtol=0.001, atol=1e-6)).passed  # rtol kept: exact
+    assert reloaded.rethreshold(Tolerance(rtol=0.001, atol=1.0)).passed
+    for tol in (Tolerance(0.01, 1e-7), Tolerance(0.001, 1e-6), Tolerance(0.001, 0.05), Tolerance(0.0, 0.05)):
+        assert reloaded.rethreshold(tol).passed == validate_path(folder, tol).passed, tol
+    with pytest.raises(RethresholdError, match="cannot decide"):
+        reloaded.rethreshold(Tolerance(rtol=0.005, atol=1e-4))
+
+
+def test_compare_output_semantics() -> None:
+    tol = Tolerance(rtol=1e-3, atol=1e-7)
+    exp = np.array([1.0, np.nan, np.inf, 0.0, -2.0], np.float32)
+    assert compare_output("y", exp, exp.copy(), tol).passed  # NaN == NaN, inf == inf
+    got = exp.copy()
+    got[1] = 0.0
+    bad = compare_output("y", exp, got, tol)
+    assert not bad.passed and bad.max_abs == np.inf and bad.worst_index == (1,)
+    got = exp.copy()
+    got[4] = -2.0015  # |err| 1.5e-3 <= 1e-7 + 1e-3 * 2: passes
+    close = compare_output("y", exp, got, tol)
+    assert close.passed and close.worst_index == (4,)
+    assert close.max_rel == pytest.approx(7.5e-4, rel=1e-3)
+    assert close.needed_rtol == pytest.approx((close.max_abs - 1e-7) / 2)
+    assert not compare_output("y", exp, exp.astype(np.float64), tol).passed
+    shape = compare_output("y", exp, exp.reshape(5, 1), tol)
+    assert not shape.passed and "shape [5, 1] where [5] is expected" in shape.reason
+    zero = compare_output("y", np.zeros(2, np.float32), np.array([0, 1e-6], np.float32), tol)
+    assert not zero.passed and zero.max_rel == np.inf and zero.needed_rtol == np.inf
+    assert json.loads(ValidationReport("p", tol).to_json())["passed"] is True
+
+
+# --------------------------------------------------------------------------- (g) legacy sets
+
+
+def test_unnamed_tensors_map_by_position_with_a_warning(shared: Path, tmp_path: Path) -> None:
+    folder = copy_folder(shared, RELU, tmp_path)
+    for pb in (folder / "test_data_set_0").glob("*.pb"):
+        tensor = onnx.load_tensor(str(pb))
+        assert tensor.name in ("x", "y")
+        tensor.name = ""
+        onnx.save_tensor(tensor, str(pb))
+    report = validate_path(folder)
+    assert report.passed, report.failures()
+    assert report.warnings == (f"{folder} / test_data_set_0: tensors without names (pre-2019 test data) "
+                               "mapped by position: input_0.pb -> 'x', output_0.pb -> 'y'",)
+    result = invoke(folder)
+    assert result.exit_code == 0 and "warning:" in result.output
+
+
+def test_misnamed_tensor_and_numeric_set_order(shared: Path, tmp_path: Path) -> None:
+    folder = copy_folder(shared, RELU, tmp_path)
+    for n in (2, 10, 9):
+        shutil.copytree(folder / "test_data_set_0", folder / f"test_data_set_{n}")
+    pb = folder / "test_data_set_10" / "output_0.pb"
+    tensor = onnx.load_tensor(str(pb))
+    tensor.name = "prob"
+    onnx.save_tensor(tensor, str(pb))
+    report = validate_path(folder, runtimes=["reference"])
+    assert [s.test_set for s in report.sets] == [f"test_data_set_{n}" for n in (0, 2, 9, 10)]
+    assert report.failures() == [
+        f"{folder} / test_data_set_10: output_0.pb names output 'prob', which the graph does not have "
+        "(graph outputs: 'y') (reference)"]
+
+
+def test_runtime_restriction_and_subprocess(shared: Path, tmp_path: Path) -> None:
+    report = validate_path(shared / "onnx" / CONV, runtimes=["onnxruntime", "reference"])
+    assert [s.runtime for s in report.sets] == ["reference"]
+    assert any("onnxruntime cannot run opset 6" in w for w in report.warnings)
+    proc = subprocess.run(
+        [sys.executable, "-m", "artifacts.validate_cli", str(shared / "onnx" / RELU), "--runtime", "onnxruntime",
+         "-q", "--json", str(tmp_path / "r.json")],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and json.loads((tmp_path / "r.json").read_text())["passed"] is True
