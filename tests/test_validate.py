@@ -199,6 +199,31 @@ def test_tarball_escaping_its_folder_is_refused(tmp_path: Path) -> None:
     assert result.output.startswith("error: ") and not (tmp_path.parent / "escaped").exists()
 
 
+def test_tarball_with_a_link_or_an_oversize_member_is_refused(tmp_path: Path, monkeypatch) -> None:
+    import io
+
+    link = tmp_path / "link.tar.gz"
+    with tarfile.open(link, "w:gz") as tar:
+        member = tarfile.TarInfo("top/model.onnx")
+        member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(member)
+    result = invoke(link)
+    assert result.exit_code == 2 and "symbolic link" in result.output, result.output
+
+    big = tmp_path / "big.tar.gz"
+    with tarfile.open(big, "w:gz") as tar:  # 64 MiB of zeros: a few KiB compressed
+        member = tarfile.TarInfo("top/model.onnx")
+        member.size = 64 * 2**20
+        tar.addfile(member, io.BytesIO(bytes(member.size)))
+    import artifacts.tarball as tarball
+
+    limited = tarball.safe_extract
+    monkeypatch.setattr(tarball, "safe_extract", lambda a, d, **k: limited(a, d, max_bytes=2**20))
+    result = invoke(big)
+    assert result.exit_code == 2 and "top/model.onnx" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tar.gz", "link.tar.gz"]
+
+
 # --------------------------------------------------------------------------- (f) JSON, re-threshold
 
 
