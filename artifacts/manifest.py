@@ -35,8 +35,10 @@ class Artifact:
     tags: tuple[str, ...] = ()
 
 
-def io_ports(model: onnx.ModelProto) -> dict[str, list[dict[str, object]]]:
-    initializers = {t.name for t in model.graph.initializer}
+def io_ports(model: onnx.ModelProto, external: Iterable[str] = ()) -> dict[str, list[dict[str, object]]]:
+    """The graph's real inputs and outputs; ``external`` names initializers kept outside ``model``
+    (``OnnxModel.large``), which an IR 3 graph also lists among its inputs."""
+    initializers = {t.name for t in model.graph.initializer} | set(external)
 
     def describe(values: Iterable[onnx.ValueInfoProto]) -> list[dict[str, object]]:
         ports = []
@@ -54,8 +56,10 @@ def io_ports(model: onnx.ModelProto) -> dict[str, list[dict[str, object]]]:
     return {"inputs": describe(model.graph.input), "outputs": describe(model.graph.output)}
 
 
-def manifest_entry(artifact: Artifact, root: Path, graph: onnx.ModelProto) -> dict[str, object]:
-    """The hub's record of ``artifact``; ``graph`` is the model (its weights are not needed)."""
+def manifest_entry(artifact: Artifact, root: Path, graph: onnx.ModelProto,
+                   external: Iterable[str] = ()) -> dict[str, object]:
+    """The hub's record of ``artifact``; ``graph`` is the model (its weights are not needed; name the
+    initializers missing from it in ``external``)."""
     return {
         "model": artifact.model,
         "model_path": artifact.model_path.relative_to(root).as_posix(),
@@ -65,7 +69,7 @@ def manifest_entry(artifact: Artifact, root: Path, graph: onnx.ModelProto) -> di
             "model_sha": sha256_file(artifact.model_path),
             "model_bytes": artifact.model_path.stat().st_size,
             "tags": list(artifact.tags),
-            "io_ports": io_ports(graph),
+            "io_ports": io_ports(graph, external),
             "model_with_data_path": artifact.archive_path.relative_to(root).as_posix(),
             "model_with_data_sha": sha256_file(artifact.archive_path),
             "model_with_data_bytes": artifact.archive_path.stat().st_size,

@@ -136,7 +136,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
         info = opset_info(opset)
         release = info.onnx_release.removesuffix(".0")
         artifact = Artifact(source.title, model_path, archive, release, opset, options.tags)
-        entries.append(manifest_entry(artifact, root, graph))
+        entries.append(manifest_entry(artifact, root, graph, variant.large))
         rows.append(TableRow(source.title, model_path.name, model_path.stat().st_size, archive.name,
                              archive.stat().st_size, release, opset))
         summary.files += [model_path, archive]
@@ -146,7 +146,8 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
     facts = ReleaseFacts(
         title=source.title, rows=rows, lineage=source.lineage,
         source_digests={path.name: sha256_file(path) for path in source.files.values()},
-        inputs=_ports(graph.graph.input, graph), outputs=_ports(graph.graph.output, graph),
+        inputs=_ports(graph.graph.input, graph, variant.large),
+        outputs=_ports(graph.graph.output, graph, variant.large),
         parity=parity_lines, synthetic=source.synthetic,
         notes=_notes(source, options),
     )
@@ -173,8 +174,8 @@ def _relabel(value, old: str, new: str):  # noqa: ANN001, ANN202 - JSON-like dat
     return value
 
 
-def _ports(values, graph) -> list[tuple[str, list]]:  # noqa: ANN001
-    initializers = {t.name for t in graph.graph.initializer}
+def _ports(values, graph, large=()) -> list[tuple[str, list]]:  # noqa: ANN001
+    initializers = {t.name for t in graph.graph.initializer} | set(large)
     return [
         (v.name, [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim])
         for v in values if v.name not in initializers

@@ -98,9 +98,10 @@ def baseline(out: Path) -> None:
     inputs = [v.name for v in base.graph.input if v.name not in initializers]
     outputs = [v.name for v in base.graph.output]
     shapes = dict(caffe2.input_shapes)
-    feeds = [{name: np.random.default_rng(n).uniform(LOW, HIGH, shape).astype(np.float32)
-              for name, shape in shapes.items()} for n in range(TEST_SETS)]
-    expected = [list(run_net(caffe2, dict(zip(caffe2.inputs, f.values()))).values()) for f in feeds]
+    drawn = [[np.random.default_rng(n).uniform(LOW, HIGH, shape).astype(np.float32) for shape in shapes.values()]
+             for n in range(TEST_SETS)]
+    expected = [list(run_net(caffe2, dict(zip(caffe2.inputs, arrays))).values()) for arrays in drawn]
+    feeds = [dict(zip(inputs, arrays)) for arrays in drawn]  # by ONNX graph input name
     how, runtimes, manifest = {}, {}, []
     for opset in OPSETS:
         if opset == 12:
@@ -129,7 +130,7 @@ def baseline(out: Path) -> None:
                     numpy_helper.from_array(value, name).SerializeToString())
             np.savez(work / f"test_data_{n}.npz", inputs=np.stack(list(feed.values())), outputs=np.stack(values))
         for n, (feed, values) in enumerate(zip(feeds, expected)):  # parity, model loaded fresh each time
-            got, runtimes[opset] = _run_naive(work / "model.onnx", opset, {inputs[0]: feed[inputs[0]]})
+            got, runtimes[opset] = _run_naive(work / "model.onnx", opset, feed)
             for g, e in zip(got, values):
                 if not np.allclose(g, e, rtol=1e-3, atol=1e-7):
                     raise SystemExit(f"baseline: {stem} set {n} fails parity (max abs {np.abs(g - e).max():g})")
