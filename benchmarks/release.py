@@ -113,7 +113,9 @@ def baseline(out: Path) -> None:
                 how[opset] = "onnx.version_converter"
             except Exception as exc:  # noqa: BLE001
                 model = convert_opset(base, opset)
-                how[opset] = f"zooforge fallback ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})"
+                reason = str(exc).strip().splitlines()[-1]
+                reason = reason.split("failed: ", 1)[-1][:100]  # e.g. "No Adapter From Version $11 for Gemm"
+                how[opset] = f"version_converter failed ({reason}): zooforge's converter instead"
         stem = f"bvlcalexnet-{opset}"
         work = out / "work" / "bvlcalexnet"
         work.mkdir(parents=True)
