@@ -80,9 +80,11 @@ class Comparison:
     top5_drop_percent: float
     speedup: float
 
-    def sentence(self) -> str:
-        return (f"{self.name}'s top-1 accuracy drop ratio is {self.top1_drop_percent:.2f}%, top-5 accuracy "
-                f"drop ratio is {self.top5_drop_percent:.2f}% and performance improvement is {self.speedup:.2f}x")
+    def sentence(self, with_speed: bool = True) -> str:
+        """The seed's sentence; without the speed-up (machine-dependent) for reproducible releases."""
+        accuracy = (f"{self.name}'s top-1 accuracy drop ratio is {self.top1_drop_percent:.2f}%"
+                    f"{',' if with_speed else ' and'} top-5 accuracy drop ratio is {self.top5_drop_percent:.2f}%")
+        return accuracy + (f" and performance improvement is {self.speedup:.2f}x" if with_speed else "")
 
     def to_dict(self) -> dict:
         return {

@@ -53,13 +53,29 @@ def _parse_floats(value: str, count: int, what: str) -> tuple[float, ...]:
               help="Range of the uniform test inputs; default -128,128 for the built-in AlexNet, else -1,1.")
 @click.option("--rtol", default=1e-3, show_default=True, help="Parity tolerance (relative).")
 @click.option("--atol", default=1e-7, show_default=True, help="Parity tolerance (absolute).")
+@click.option("--quantize", default="int8,qdq", show_default=True,
+              help="Quantized variants of the opset-12 model: int8 (QOperator), qdq, or 'none'.")
+@click.option("--calibration", type=click.Path(path_type=Path), metavar="DATASET",
+              help="Calibration images (a folder with labels.tsv, or MNIST idx files); default: seeded "
+                   "inputs in the --input-range.")
+@click.option("--calibration-samples", default=100, show_default=True, help="Calibration images to use.")
+@click.option("--eval-dataset", type=click.Path(path_type=Path), metavar="DATASET",
+              help="Labelled images for the README's top-1/top-5 columns.")
+@click.option("--preprocess", metavar="PRESET",
+              help="Preprocessing of calibration and evaluation images: inc-alexnet, caffe-imagenet, mnist, ...")
+@click.option("--eval-limit", type=int, default=None, help="Evaluate only the first N images.")
+@click.option("--measure-speed", is_flag=True,
+              help="Add the quantized models' speed-up to the README (machine-dependent: not reproducible).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @run_reporting_errors
 def main(model, weights, builtin, init_net, value_info, name, opsets, input_shapes, compat, out, test_sets,
-         seed, input_range, rtol, atol, quiet) -> None:  # noqa: ANN001
+         seed, input_range, rtol, atol, quantize, calibration, calibration_samples, eval_dataset, preprocess,
+         eval_limit, measure_speed, quiet) -> None:  # noqa: ANN001
     """Build a complete model release: every opset variant with test data, tarballs, README table,
     manifest, checksums and a parity report. Every variant must match the source model (the Caffe2
     executor for Caffe and NetDef sources, the source model for ONNX) or nothing is written.
+    Quantized variants (int8, qdq) come from the opset-12 model; their test sets hold their own
+    outputs and the parity report records their top-1 agreement with fp32.
 
     Timestamps come from SOURCE_DATE_EPOCH (default 0), so two builds give identical bytes.
     """
@@ -87,9 +103,21 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
         recipe=InputRecipe(seed, low, high),
         tolerance=Tolerance(rtol, atol),
         source_date_epoch=source_date_epoch(),
+        quantize=() if quantize.strip().lower() in ("", "none") else tuple(f.strip() for f in quantize.split(",")),
+        calibration=calibration,
+        calibration_samples=calibration_samples,
+        eval_dataset=eval_dataset,
+        preprocess=preprocess,
+        eval_limit=eval_limit,
+        measure_speed=measure_speed,
     )
+    unknown = set(release.quantize) - {"int8", "qdq"}
+    if unknown:
+        raise click.BadParameter(f"unknown quantized format(s) {sorted(unknown)}; use int8, qdq or none")
+    if (calibration or eval_dataset) and not preprocess:
+        raise click.UsageError("--calibration and --eval-dataset need --preprocess PRESET")
     started = time.perf_counter()
-    steps = 2 + 3 * len(release.opsets)
+    steps = 2 + len(release.opsets) + len(release.quantize) + (1 if eval_dataset else 0)
     if quiet:
         summary = build_release(source, release, out)
     else:
@@ -97,7 +125,7 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
                                show_eta=False, item_show_func=lambda item: item) as bar:
             summary = build_release(source, release, out, progress=lambda message: bar.update(1, message))
     size = sum(path.stat().st_size for path in summary.files) / 2**20
-    click.echo(f"wrote {summary.out}: {len(release.opsets)} variants, {len(summary.files)} files, "
+    click.echo(f"wrote {summary.out}: {len(release.opsets) + len(release.quantize)} variants, {len(summary.files)} files, "
                f"{size:.0f} MiB in {time.perf_counter() - started:.1f} s; all variants match the source")
 
 

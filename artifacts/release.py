@@ -14,9 +14,16 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import onnx
+
+from artifacts.datasets import load_dataset
+from artifacts.evaluate import evaluate
+from artifacts.preprocess import get_preset
+from artifacts.quantize import QuantizeSettings, quantize_model
+from artifacts.quantized import QUANTIZATION_OPSET, quantization_plan, top1_agreement
 from artifacts.manifest import Artifact, manifest_entry, sha256_file, write_manifest, write_sha256sums
 from artifacts.readme import ReleaseFacts, TableRow, render_readme
 from artifacts.source import ReleaseSource
@@ -27,7 +34,7 @@ from converters.caffe2.netdef import write_caffe2
 from converters.errors import InputFileError, ZooforgeError
 from converters.fileio import atomic_write_bytes
 from versioning import opset_info
-from versioning.runtime import ONNXRUNTIME, ORT_MIN_OPSET, REFERENCE
+from versioning.runtime import ONNXRUNTIME, ORT_MIN_OPSET, REFERENCE, Session
 
 DEFAULT_OPSETS = (3, 6, 7, 8, 9, 12)
 Progress = Callable[[str], None]
@@ -46,6 +53,13 @@ class ReleaseOptions:
     tolerance: Tolerance = Tolerance()
     source_date_epoch: int = 0
     tags: tuple[str, ...] = ("vision", "classification")
+    quantize: tuple[str, ...] = ("int8", "qdq")  # "int8" (QOperator) and/or "qdq", from the opset-12 model
+    calibration: Path | None = None         # calibration DATASET; None: seeded inputs in the recipe's range
+    calibration_samples: int = 100
+    eval_dataset: Path | None = None        # labelled DATASET for the table's accuracy columns
+    preprocess: str | None = None           # preset for calibration and evaluation images
+    eval_limit: int | None = None
+    measure_speed: bool = False             # add the speed-up to the README (machine-dependent bytes)
 
 
 @dataclass
@@ -90,6 +104,58 @@ def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
     return summary
 
 
+@dataclass
+class _Packed:
+    """One variant written into the release."""
+
+    stem: str
+    model_path: Path
+    archive: Path
+    report: object          # the ValidationReport
+    record: dict            # the same, as reproducible JSON (no temporary paths)
+
+
+def _package(root: Path, options: ReleaseOptions, stem: str, write_model: Callable[[Path], None],
+             feeds: Sequence[dict], outputs_for: Callable[[Path, list[dict]], list[list]], runtime: str,
+             header: onnx.ModelProto | None = None, external: Sequence[str] = ()) -> _Packed:
+    """Write ``<stem>.onnx`` and ``<stem>.tar.gz`` (model + test sets), validated on ``runtime``.
+
+    ``outputs_for(model_path, graph_feeds)`` gives each test set's expected outputs: the source
+    model's for fp32 variants, the quantized model's own for quantized ones.
+    """
+    staging = root / ".staging" / options.name
+    staging.mkdir(parents=True)
+    model_file = staging / "model.onnx"
+    write_model(model_file)
+    header = header if header is not None else _header(model_file)
+    initializers = {t.name for t in header.graph.initializer} | set(external)
+    inputs = [v.name for v in header.graph.input if v.name not in initializers]
+    outputs = [v.name for v in header.graph.output]
+    graph_feeds = [dict(zip(inputs, feed.values())) for feed in feeds]
+    expected = outputs_for(model_file, graph_feeds)
+    members = [("model.onnx", model_file)]
+    for index, (feed, values) in enumerate(zip(graph_feeds, expected)):
+        test_set = TestSet(feed, dict(zip(outputs, values)))
+        for path in write_test_set(staging, index, test_set):
+            members.append((path.relative_to(staging).as_posix(), path))
+        npz = staging / f"test_data_{index}.npz"
+        write_npz(npz, test_set)
+        members.append((npz.name, npz))
+    report = validate_path(staging, options.tolerance, runtimes=[runtime])
+    if not report.passed:
+        raise ReleaseError(f"variant {stem} fails parity with the source model: " + "; ".join(report.failures()))
+    archive = root / f"{stem}.tar.gz"
+    write_tarball(archive, options.name, members, mtime=options.source_date_epoch)
+    model_path = root / f"{stem}.onnx"
+    os.replace(model_file, model_path)
+    shutil.rmtree(root / ".staging")
+    return _Packed(stem, model_path, archive, report, _relabel(report.to_dict(), str(staging), archive.name))
+
+
+def _header(path: Path) -> onnx.ModelProto:
+    return onnx.load(str(path), load_external_data=False)
+
+
 def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Progress) -> ReleaseSummary:
     summary = ReleaseSummary(root)
     say("computing the source model's outputs")
@@ -98,63 +164,109 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
     if source.caffe2 is not None and "predict_net" not in source.files:
         write_caffe2(source.caffe2, root / "caffe2")
     rows, entries, parity_lines = [], [], []
-    graph = None
+    graph, large, quant_base = None, (), None
     for opset in options.opsets:
         stem = f"{options.name}-{opset}"
-        say(f"{stem}: converting")
+        say(f"{stem}: converting and checking parity")
         variant = source.variant(opset)
-        graph = variant.skeleton
-        staging = root / ".staging" / options.name
-        staging.mkdir(parents=True)
-        variant.save(staging / "model.onnx")
-        inputs = [v.name for v in graph.graph.input if v.name not in {t.name for t in graph.graph.initializer}
-                  and v.name not in variant.large]
-        outputs = [v.name for v in graph.graph.output]
-        members = [("model.onnx", staging / "model.onnx")]
-        for index, (feed, values) in enumerate(zip(feeds, expected)):
-            test_set = TestSet(dict(zip(inputs, feed.values())), dict(zip(outputs, values)))
-            for path in write_test_set(staging, index, test_set):
-                members.append((path.relative_to(staging).as_posix(), path))
-            npz = staging / f"test_data_{index}.npz"
-            write_npz(npz, test_set)
-            members.append((npz.name, npz))
-        say(f"{stem}: checking parity")
-        report = validate_path(staging, options.tolerance, runtimes=[parity_runtime(opset)])
-        record = {"variant": stem, "opset": opset, "passed": report.passed,
-                  "report": _relabel(report.to_dict(), str(staging), f"{stem}.tar.gz")}
-        summary.parity.append(record)
-        if not report.passed:
-            raise ReleaseError(f"variant {stem} fails parity with the source model: "
-                               + "; ".join(report.failures()))
-        parity_lines.append(_parity_line(stem, report))
-        say(f"{stem}: packing")
-        archive = root / f"{stem}.tar.gz"
-        write_tarball(archive, options.name, members, mtime=options.source_date_epoch)
-        model_path = root / f"{stem}.onnx"
-        os.replace(staging / "model.onnx", model_path)
-        shutil.rmtree(root / ".staging")
-        info = opset_info(opset)
-        release = info.onnx_release.removesuffix(".0")
-        artifact = Artifact(source.title, model_path, archive, release, opset, options.tags)
-        entries.append(manifest_entry(artifact, root, graph, variant.large))
-        rows.append(TableRow(source.title, model_path.name, model_path.stat().st_size, archive.name,
-                             archive.stat().st_size, release, opset))
-        summary.files += [model_path, archive]
+        graph, large = variant.skeleton, tuple(variant.large)
+        packed = _package(root, options, stem, variant.save, feeds, lambda path, _: expected,
+                          parity_runtime(opset), graph, large)
+        summary.parity.append({"variant": stem, "opset": opset, "passed": True, "report": packed.record})
+        parity_lines.append(_parity_line(stem, packed.report))
+        release = opset_info(opset).onnx_release.removesuffix(".0")
+        entries.append(manifest_entry(Artifact(source.title, packed.model_path, packed.archive, release, opset,
+                                               options.tags), root, graph, large))
+        rows.append(TableRow(source.title, packed.model_path.name, packed.model_path.stat().st_size,
+                             packed.archive.name, packed.archive.stat().st_size, release, opset))
+        summary.files += [packed.model_path, packed.archive]
+        if opset == QUANTIZATION_OPSET:
+            quant_base = packed.model_path
+    fp32_row_count = len(rows)
+    quantized: list[Path] = []
+    if options.quantize:
+        work = root / ".quantize"
+        work.mkdir()
+        if quant_base is None:
+            quant_base = work / f"{options.name}-{QUANTIZATION_OPSET}.onnx"
+            source.variant(QUANTIZATION_OPSET).save(quant_base)
+        plan = quantization_plan(options, quant_base)
+        for fmt in options.quantize:
+            stem = f"{options.name}-{QUANTIZATION_OPSET}-{fmt}"
+            say(f"{stem}: quantizing")
+            settings = QuantizeSettings(fmt, samples=options.calibration_samples, seed=options.recipe.seed)
+            reader, described = plan.reader(settings)
+            packed = _package(
+                root, options, stem, lambda path: quantize_model(quant_base, path, settings, reader), feeds,
+                _own_outputs, ONNXRUNTIME,
+            )
+            agreement = top1_agreement(quant_base, packed.model_path, [*feeds, *plan.calibration_feeds(settings)],
+                                       len(feeds))
+            summary.parity.append({"variant": stem, "format": fmt, "calibration": described,
+                                   "top1_agreement": agreement, "report": packed.record})
+            parity_lines.append(
+                f"`{stem}`: test sets hold its own outputs; top-1 agrees with fp32 on "
+                f"{agreement['test']['agree']}/{agreement['test']['total']} test inputs and "
+                f"{agreement['calibration']['agree']}/{agreement['calibration']['total']} calibration inputs"
+            )
+            release = opset_info(QUANTIZATION_OPSET).onnx_release.removesuffix(".0")
+            entries.append(manifest_entry(Artifact(f"{source.title}-{fmt}", packed.model_path, packed.archive,
+                                                   release, QUANTIZATION_OPSET, (*options.tags, fmt)),
+                                          root, _header(packed.model_path)))
+            rows.append(TableRow(f"{source.title}-{fmt}", packed.model_path.name, packed.model_path.stat().st_size,
+                                 packed.archive.name, packed.archive.stat().st_size, release, QUANTIZATION_OPSET))
+            summary.files += [packed.model_path, packed.archive]
+            quantized.append(packed.model_path)
+        shutil.rmtree(work)
+    comparison = None
+    if options.eval_dataset is not None:
+        say("evaluating accuracy")
+        rows, comparison = _evaluate(options, source, root, rows, fp32_row_count, quantized)
     say("writing README, manifest and checksums")
     atomic_write_bytes(root / "parity.json", (json.dumps(summary.parity, indent=2, sort_keys=True) + "\n").encode())
     write_manifest(root / "manifest.json", entries)
     facts = ReleaseFacts(
         title=source.title, rows=rows, lineage=source.lineage,
         source_digests={path.name: sha256_file(path) for path in source.files.values()},
-        inputs=_ports(graph.graph.input, graph, variant.large),
-        outputs=_ports(graph.graph.output, graph, variant.large),
+        inputs=_ports(graph.graph.input, graph, large), outputs=_ports(graph.graph.output, graph, large),
         parity=parity_lines, synthetic=source.synthetic,
-        notes=_notes(source, options),
+        notes=_notes(source, options), comparison=comparison,
     )
     atomic_write_bytes(root / "README.md", render_readme(facts).encode())
     write_sha256sums(root, root / "SHA256SUMS")
     summary.files += [root / name for name in ("parity.json", "manifest.json", "README.md", "SHA256SUMS")]
     return summary
+
+
+def _own_outputs(model_path: Path, graph_feeds: list[dict]) -> list[list]:
+    session = Session(ONNXRUNTIME, model_path)
+    return [list(session.run(feed).values()) for feed in graph_feeds]
+
+
+def _evaluate(options: ReleaseOptions, source: ReleaseSource, root: Path, rows: list[TableRow],
+              fp32_rows: int, quantized: list[Path]) -> tuple[list[TableRow], str | None]:
+    """Measure top-1/top-5 of the fp32 model (opset 12, or the newest variant) and the quantized ones."""
+    dataset = load_dataset(options.eval_dataset)
+    fp32 = root / rows[fp32_rows - 1].model_file
+    for row in rows[:fp32_rows]:
+        if row.opset == QUANTIZATION_OPSET:
+            fp32 = root / row.model_file
+    preprocess = get_preset(options.preprocess, next(iter(source.input_shapes.values())))
+    timing = {} if options.measure_speed else {"timed_runs": 1, "warmup_runs": 0}
+    report = evaluate([fp32, *quantized], dataset, preprocess, options.eval_limit,
+                      names=["fp32", *options.quantize][: 1 + len(quantized)], **timing)
+    scores = report.models
+    fp32_score = scores[0]
+    updated = [replace(row, top1=100 * fp32_score.top1, top5=100 * fp32_score.top5) for row in rows[:fp32_rows]]
+    updated += [replace(row, top1=100 * score.top1, top5=100 * score.top5)
+                for row, score in zip(rows[fp32_rows:], scores[1:])]
+    samples = fp32_score.samples
+    sentence = (f"Accuracy measured on {samples} images of `{Path(options.eval_dataset).name}` with the "
+                f"`{options.preprocess}` preprocessing; fp32 rows share the opset-{QUANTIZATION_OPSET} model's "
+                "figures (every fp32 variant matches it within the parity tolerance).")
+    if len(scores) > 1:
+        sentence += " " + " ".join(f"{c.sentence(options.measure_speed)}." for c in report.comparisons())
+    return updated, sentence
 
 
 def parity_runtime(opset: int) -> str:

@@ -69,7 +69,7 @@ def lenet_files(shared: Path) -> tuple[Path, Path]:
 
 
 def lenet_options(epoch: int = EPOCH, opsets=OPSETS) -> ReleaseOptions:  # noqa: ANN001
-    return ReleaseOptions(name=NAME, opsets=tuple(opsets), recipe=RECIPE, source_date_epoch=epoch)
+    return ReleaseOptions(name=NAME, opsets=tuple(opsets), recipe=RECIPE, source_date_epoch=epoch, quantize=())
 
 
 def lenet_source(shared: Path) -> ReleaseSource:
@@ -79,7 +79,7 @@ def lenet_source(shared: Path) -> ReleaseSource:
 def package_args(shared: Path, out: Path, *extra: str) -> list[str]:
     prototxt, weights = lenet_files(shared)
     return [str(prototxt), str(weights), "--name", NAME, "--opsets", ",".join(map(str, OPSETS)),
-            "--input-range", "0,1", "--out", str(out), *extra]
+            "--input-range", "0,1", "--quantize", "none", "--out", str(out), *extra]
 
 
 def assert_nothing_half_written(out: Path, before: dict[str, bytes] | None) -> None:
@@ -428,7 +428,7 @@ def test_bad_epoch_is_an_error(shared, tmp_path):
 def test_builtin_alexnet_release_states_synthetic_weights(tmp_path):
     """The full-size built-in AlexNet at one opset with one test set (the full release runs in CI)."""
     out = tmp_path / "alexnet"
-    options = ReleaseOptions(opsets=(12,), test_sets=1, recipe=InputRecipe(0, -128.0, 128.0))
+    options = ReleaseOptions(opsets=(12,), test_sets=1, recipe=InputRecipe(0, -128.0, 128.0), quantize=())
     build_release(builtin_source("alexnet", api.ConvertOptions(names="zoo")), options, out)
     text = (out / "README.md").read_text()
     assert "**Synthetic weights.**" in text
@@ -436,3 +436,38 @@ def test_builtin_alexnet_release_states_synthetic_weights(tmp_path):
     assert (out / "bvlcalexnet-12.onnx").stat().st_size > 200 * 2**20
     records = json.loads((out / "parity.json").read_text())
     assert [r["passed"] for r in records] == [True]
+
+
+# ---------------------------------------------------------------------- quantized variants
+
+
+def test_lenet_release_with_int8_and_qdq_evaluated_on_mnist(shared, tmp_path):
+    """The published LeNet scores about 99.1% on MNIST t10k; int8 and QDQ stay within 0.3 points."""
+    mnist = shared / "data" / "mnist_t10k"
+    out = tmp_path / "lenet-q"
+    prototxt, weights = lenet_files(shared)
+    result = CliRunner().invoke(package_cli.main, [
+        str(prototxt), str(weights), "--name", NAME, "--opsets", "12", "--input-range", "0,1", "--out", str(out),
+        "--quantize", "int8,qdq", "--calibration", str(mnist), "--eval-dataset", str(mnist),
+        "--preprocess", "mnist", "-q"])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in (out / "README.md").read_text().splitlines() if line.startswith("|LeNet")]
+    table = {line.split("|")[1]: [cell.strip() for cell in line.split("|")[2:-1]] for line in rows}
+    assert set(table) == {"LeNet", "LeNet-int8", "LeNet-qdq"}
+    top1 = {name: float(cells[4]) for name, cells in table.items()}
+    assert top1["LeNet"] >= 99.0, top1
+    assert abs(top1["LeNet-int8"] - top1["LeNet"]) <= 0.3 and abs(top1["LeNet-qdq"] - top1["LeNet"]) <= 0.3, top1
+    text = (out / "README.md").read_text()
+    assert "int8's top-1 accuracy drop ratio is" in text and "10000 images" in text
+    records = {r["variant"]: r for r in json.loads((out / "parity.json").read_text())}
+    for fmt in ("int8", "qdq"):
+        agreement = records[f"lenet-12-{fmt}"]["top1_agreement"]
+        assert agreement["calibration"]["total"] == 100
+        assert agreement["calibration"]["agree"] >= 98
+    import onnx
+
+    int8 = onnx.load(str(out / "lenet-12-int8.onnx"))
+    assert "QLinearConv" in {n.op_type for n in int8.graph.node}
+    qdq = onnx.load(str(out / "lenet-12-qdq.onnx"))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in qdq.graph.node}
+    assert CliRunner().invoke(validate_cli.main, [str(out), "-q"]).exit_code == 0

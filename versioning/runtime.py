@@ -76,12 +76,24 @@ def _ort_installed() -> bool:
     return True
 
 
+# Quantized models: onnxruntime's contrib operators (com.microsoft.QGemm, ...) and the
+# quantization operators, which onnx's reference evaluator implements only from later opsets.
+_QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
+                            "QLinearAdd", "QLinearMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"})
+
+
+def _onnxruntime_only(proto: onnx.ModelProto) -> bool:
+    return any(node.domain not in ("", "ai.onnx") or node.op_type in _QUANTIZED_OPS for node in proto.graph.node)
+
+
 def available_runtimes(model: ModelLike) -> list[str]:
-    """Runtimes that can run ``model``, best first."""
+    """Runtimes that can run ``model``, best first: onnxruntime from opset 7, the reference
+    evaluator (with zooforge's legacy kernels) for plain float models of any opset."""
     proto = model if isinstance(model, onnx.ModelProto) else _load(model)[0]
-    if model_opset(proto) >= ORT_MIN_OPSET and _ort_installed():
-        return [ONNXRUNTIME, REFERENCE]
-    return [REFERENCE]
+    ort = model_opset(proto) >= ORT_MIN_OPSET and _ort_installed()
+    if _onnxruntime_only(proto):
+        return [ONNXRUNTIME] if ort else []
+    return [ONNXRUNTIME, REFERENCE] if ort else [REFERENCE]
 
 
 class Session:
