@@ -66,11 +66,14 @@ def _parse_floats(value: str, count: int, what: str) -> tuple[float, ...]:
 @click.option("--eval-limit", type=int, default=None, help="Evaluate only the first N images.")
 @click.option("--measure-speed", is_flag=True,
               help="Add the quantized models' speed-up to the README (machine-dependent: not reproducible).")
+@click.option("--sign-key", type=click.Path(path_type=Path), metavar="PEM",
+              help="EC private key: sign the finished release with model-signing (writes release.sig; "
+                   "needs zooforge[sign]). Check with zoo-verify RELEASE --public-key PUB.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @run_reporting_errors
 def main(model, weights, builtin, init_net, value_info, name, opsets, input_shapes, compat, out, test_sets,
          seed, input_range, rtol, atol, quantize, calibration, calibration_samples, eval_dataset, preprocess,
-         eval_limit, measure_speed, quiet) -> None:  # noqa: ANN001
+         eval_limit, measure_speed, sign_key, quiet) -> None:  # noqa: ANN001
     """Build a complete model release: every opset variant with test data, tarballs, README table,
     manifest, checksums and a parity report. Every variant must match the source model (the Caffe2
     executor for Caffe and NetDef sources, the source model for ONNX) or nothing is written.
@@ -110,6 +113,7 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
         preprocess=preprocess,
         eval_limit=eval_limit,
         measure_speed=measure_speed,
+        sign_key=sign_key,
     )
     unknown = set(release.quantize) - {"int8", "qdq"}
     if unknown:
@@ -117,7 +121,7 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
     if (calibration or eval_dataset) and not preprocess:
         raise click.UsageError("--calibration and --eval-dataset need --preprocess PRESET")
     started = time.perf_counter()
-    steps = 2 + len(release.opsets) + len(release.quantize) + (1 if eval_dataset else 0)
+    steps = 4 + len(release.opsets) + len(release.quantize) + (1 if eval_dataset else 0) + (1 if sign_key else 0)
     if quiet:
         summary = build_release(source, release, out)
     else:

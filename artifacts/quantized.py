@@ -47,6 +47,21 @@ class QuantizationPlan:
         return (SeededReader(name, shape, self.low, self.high, settings.samples, settings.seed),
                 f"{settings.samples} seeded inputs uniform in [{self.low:g}, {self.high:g}) (no calibration data)")
 
+    def digest(self, settings: QuantizeSettings) -> str:
+        """``calibration_sha256``: the calibration images' file digests, or the seeded recipe."""
+        from artifacts.lineage import calibration_digest
+
+        if self.calibration is None:
+            return calibration_digest(recipe={"low": self.low, "high": self.high, "samples": settings.samples,
+                                              "seed": settings.seed})
+        from artifacts.datasets import deterministic_subset, load_dataset
+        from artifacts.manifest import sha256_file
+
+        dataset = load_dataset(self.calibration)
+        indices = deterministic_subset(dataset, settings.samples, settings.seed)
+        files = _dataset_files(dataset, indices)
+        return calibration_digest(file_digests=[sha256_file(path) for path in files])
+
     def calibration_feeds(self, settings: QuantizeSettings) -> list[dict[str, np.ndarray]]:
         reader, _ = self.reader(settings)
         feeds = []
@@ -78,3 +93,11 @@ def top1_agreement(fp32: Path, quantized: Path, feeds: Sequence[dict[str, np.nda
         "test": {"agree": sum(agree[:test_count]), "total": test_count},
         "calibration": {"agree": sum(agree[test_count:]), "total": len(agree) - test_count},
     }
+
+
+def _dataset_files(dataset, indices: Sequence[int]) -> list[Path]:  # noqa: ANN001
+    """The files behind the chosen samples: image files, or the dataset's idx files for MNIST."""
+    entries = getattr(dataset, "entries", None)
+    if entries is not None:
+        return [entries[i].path for i in indices]
+    return sorted(p for p in Path(dataset.root).iterdir() if p.is_file())

@@ -24,6 +24,8 @@ from artifacts.evaluate import evaluate
 from artifacts.preprocess import get_preset
 from artifacts.quantize import QuantizeSettings, quantize_model
 from artifacts.quantized import QUANTIZATION_OPSET, quantization_plan, top1_agreement
+from artifacts.lineage import Lineage, ParentRef, SourceFile, quantization_settings, settings_dict, stamp
+from artifacts.provenance import STATEMENTS_FILE, statement, write_statements
 from artifacts.manifest import Artifact, manifest_entry, sha256_file, write_manifest, write_sha256sums
 from artifacts.readme import ReleaseFacts, TableRow, render_readme
 from artifacts.source import ReleaseSource
@@ -60,6 +62,7 @@ class ReleaseOptions:
     preprocess: str | None = None           # preset for calibration and evaluation images
     eval_limit: int | None = None
     measure_speed: bool = False             # add the speed-up to the README (machine-dependent bytes)
+    sign_key: Path | None = None            # EC private key (PEM): sign the finished release (release.sig)
 
 
 @dataclass
@@ -95,6 +98,11 @@ def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
     building.chmod(0o777 & ~_umask())
     try:
         summary = _build(source, options, building, say)
+        if options.sign_key is not None:
+            say("signing")
+            from artifacts.signing import sign_release
+
+            summary.files.append(sign_release(building, options.sign_key))
         _swap_into_place(building, out)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
@@ -165,11 +173,17 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
         write_caffe2(source.caffe2, root / "caffe2")
     rows, entries, parity_lines = [], [], []
     graph, large, quant_base = None, (), None
+    sources = tuple(SourceFile(path.name, role, sha256_file(path)) for role, path in source.files.items())
+    parents = _fp32_parents(source, root, sources)
+    lineages: dict[str, Lineage] = {}
     for opset in options.opsets:
         stem = f"{options.name}-{opset}"
         say(f"{stem}: converting and checking parity")
         variant = source.variant(opset)
         graph, large = variant.skeleton, tuple(variant.large)
+        lineage = Lineage(" ==> ".join(source.lineage), sources, parents, _settings(source, opset), source.synthetic)
+        stamp(variant.skeleton, lineage)
+        lineages[f"{stem}.onnx"] = lineages[f"{stem}.tar.gz"] = lineage
         packed = _package(root, options, stem, variant.save, feeds, lambda path, _: expected,
                           parity_runtime(opset), graph, large)
         summary.parity.append({"variant": stem, "opset": opset, "passed": True, "report": packed.record})
@@ -196,10 +210,22 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
             say(f"{stem}: quantizing")
             settings = QuantizeSettings(fmt, samples=options.calibration_samples, seed=options.recipe.seed)
             reader, described = plan.reader(settings)
-            packed = _package(
-                root, options, stem, lambda path: quantize_model(quant_base, path, settings, reader), feeds,
-                _own_outputs, ONNXRUNTIME,
+            lineage = Lineage(
+                " ==> ".join([*source.lineage, f"ONNX {source.title}-{fmt}"]), sources,
+                (ParentRef(quant_base.relative_to(root).as_posix(), sha256_file(quant_base)),),
+                _settings(source, QUANTIZATION_OPSET, quantization_settings(
+                    fmt, settings.samples, settings.seed, described, plan.digest(settings))),
+                source.synthetic,
             )
+            lineages[f"{stem}.onnx"] = lineages[f"{stem}.tar.gz"] = lineage
+
+            def write_quantized(path: Path, settings=settings, reader=reader, lineage=lineage) -> None:
+                quantize_model(quant_base, path, settings, reader)
+                model = onnx.load(str(path))
+                stamp(model, lineage)
+                atomic_write_bytes(path, model.SerializeToString(deterministic=True))
+
+            packed = _package(root, options, stem, write_quantized, feeds, _own_outputs, ONNXRUNTIME)
             agreement = top1_agreement(quant_base, packed.model_path, [*feeds, *plan.calibration_feeds(settings)],
                                        len(feeds))
             summary.parity.append({"variant": stem, "format": fmt, "calibration": described,
@@ -233,9 +259,54 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
         notes=_notes(source, options), comparison=comparison,
     )
     atomic_write_bytes(root / "README.md", render_readme(facts).encode())
+    say("writing provenance")
+    _write_provenance(root, options, source, sources, parents, lineages)
     write_sha256sums(root, root / "SHA256SUMS")
-    summary.files += [root / name for name in ("parity.json", "manifest.json", "README.md", "SHA256SUMS")]
+    summary.files += [root / name for name in ("parity.json", "manifest.json", "README.md", STATEMENTS_FILE,
+                                               "SHA256SUMS")]
     return summary
+
+
+def _settings(source: ReleaseSource, opset: int, quantization: dict | None = None) -> dict:
+    options = source.options
+    shapes = options.input_shapes
+    shape = list(shapes) if shapes is not None and not isinstance(shapes, dict) else (
+        {k: list(v) for k, v in shapes.items()} if shapes else None)
+    if isinstance(shape, dict):
+        shape = next(iter(shape.values()))
+    return settings_dict(target_opset=opset, compat=options.compat, names=options.names, input_shape=shape,
+                         dynamic_batch=options.dynamic_batch, quantization=quantization)
+
+
+def _fp32_parents(source: ReleaseSource, root: Path, sources: tuple[SourceFile, ...]) -> tuple[ParentRef, ...]:
+    """What the fp32 variants are made from: the NetDef pair this build wrote, else the source files."""
+    written = [root / "caffe2" / name for name in ("predict_net.pb", "init_net.pb")]
+    if all(path.exists() for path in written):
+        return tuple(ParentRef(path.relative_to(root).as_posix(), sha256_file(path)) for path in written)
+    return tuple(ParentRef(file.name, file.sha256) for file in sources)
+
+
+def _write_provenance(root: Path, options: ReleaseOptions, source: ReleaseSource, sources, parents,
+                      lineages: dict[str, Lineage]) -> None:  # noqa: ANN001
+    """One in-toto statement with a SLSA provenance predicate per artifact (docs/provenance-format.md)."""
+    internal = {
+        "test_sets": options.test_sets,
+        "input_recipe": {"seed": options.recipe.seed, "low": options.recipe.low, "high": options.recipe.high},
+        "tolerance": {"rtol": options.tolerance.rtol, "atol": options.tolerance.atol},
+    }
+    byproducts = [("parity.json", sha256_file(root / "parity.json"))]
+    subjects = dict(lineages)
+    caffe2 = root / "caffe2"
+    if caffe2.is_dir():
+        translated = Lineage(" ==> ".join(source.lineage[:2]), sources, (), {}, source.synthetic)
+        for path in sorted(caffe2.iterdir()):
+            subjects[path.relative_to(root).as_posix()] = translated
+    statements = [
+        statement(name, sha256_file(root / name), lineage, release_name=options.name, internal=internal,
+                  byproducts=byproducts, epoch=options.source_date_epoch)
+        for name, lineage in sorted(subjects.items())
+    ]
+    write_statements(root / STATEMENTS_FILE, statements)
 
 
 def _own_outputs(model_path: Path, graph_feeds: list[dict]) -> list[list]:

@@ -129,7 +129,9 @@ def test_other_epoch_changes_only_tarballs_and_their_hashes(shared, release, tmp
     first, second = tree(release), tree(other)
     assert sorted(first) == sorted(second)
     differing = {name for name in first if first[name] != second[name]}
-    assert differing == {f"{NAME}-{opset}.tar.gz" for opset in OPSETS} | {"manifest.json", "SHA256SUMS"}
+    # The tarballs' member times, and the files that record their digests or the build time.
+    assert differing == {f"{NAME}-{opset}.tar.gz" for opset in OPSETS} | {
+        "manifest.json", "SHA256SUMS", "provenance.intoto.jsonl"}
     # the archives' contents are the same; only the timestamps (and so the compressed bytes) differ
     for opset in OPSETS:
         a = extract(release / f"{NAME}-{opset}.tar.gz", tmp_path / "a" / str(opset))
@@ -147,7 +149,7 @@ def test_other_epoch_changes_only_tarballs_and_their_hashes(shared, release, tmp
 def test_release_layout(release):
     names = set(tree(release))
     expected = {f"{NAME}-{opset}.{ext}" for opset in OPSETS for ext in ("onnx", "tar.gz")}
-    expected |= {"README.md", "manifest.json", "parity.json", "SHA256SUMS",
+    expected |= {"README.md", "manifest.json", "parity.json", "SHA256SUMS", "provenance.intoto.jsonl",
                  "caffe2/predict_net.pb", "caffe2/init_net.pb", "caffe2/value_info.json"}
     assert names == expected
     json.loads((release / "caffe2" / "value_info.json").read_text())
@@ -290,7 +292,7 @@ def test_onnx_source_outputs_come_from_source_model(shared, tmp_path, onnx_run):
     out = tmp_path / "from-onnx"
     build_release(onnx_source(source_path, api.ConvertOptions()), lenet_options(opsets=(7, 13)), out)
     assert set(tree(out)) == {f"{NAME}-{o}.{ext}" for o in (7, 13) for ext in ("onnx", "tar.gz")} | {
-        "README.md", "manifest.json", "parity.json", "SHA256SUMS"}
+        "README.md", "manifest.json", "parity.json", "SHA256SUMS", "provenance.intoto.jsonl"}
     for opset in (7, 13):
         top = extract(out / f"{NAME}-{opset}.tar.gz", tmp_path / "x" / str(opset))
         for n in range(3):
