@@ -473,3 +473,35 @@ def test_lenet_release_with_int8_and_qdq_evaluated_on_mnist(shared, tmp_path):
     qdq = onnx.load(str(out / "lenet-12-qdq.onnx"))
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in qdq.graph.node}
     assert CliRunner().invoke(validate_cli.main, [str(out), "-q"]).exit_code == 0
+
+
+# ---------------------------------------------------------------------- provenance
+
+
+def test_release_statements_are_slsa_provenance_of_every_artifact(release, shared):
+    from artifacts.lineage import read_lineage
+    from artifacts.provenance import check_subjects, read_statements
+
+    statements = read_statements(release / "provenance.intoto.jsonl")
+    assert check_subjects(release, statements) == []
+    subjects = {}
+    for entry in statements:
+        assert entry["_type"] == "https://in-toto.io/Statement/v1"
+        assert entry["predicateType"] == "https://slsa.dev/provenance/v1"
+        (subject,) = entry["subject"]
+        digest = hashlib.sha256((release / subject["name"]).read_bytes()).hexdigest()
+        assert subject["digest"] == {"sha256": digest}
+        subjects[subject["name"]] = entry
+    expected = {f"{NAME}-{o}.{ext}" for o in OPSETS for ext in ("onnx", "tar.gz")}
+    expected |= {"caffe2/predict_net.pb", "caffe2/init_net.pb", "caffe2/value_info.json"}
+    assert set(subjects) == expected
+    sources = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in lenet_files(shared)}
+    for opset in OPSETS:
+        lineage = read_lineage(release / f"{NAME}-{opset}.onnx")
+        assert lineage.settings["target_opset"] == opset
+        assert {p.name for p in lineage.parents} == {"caffe2/predict_net.pb", "caffe2/init_net.pb"}
+        for parent in lineage.parents:
+            assert parent.sha256 == hashlib.sha256((release / parent.name).read_bytes()).hexdigest()
+        assert {s.name: s.sha256 for s in lineage.sources} == sources
+        deps = subjects[f"{NAME}-{opset}.onnx"]["predicate"]["buildDefinition"]["resolvedDependencies"]
+        assert {d["name"]: d["digest"]["sha256"] for d in deps if d["annotations"]["role"] == "source"} == sources
