@@ -12,7 +12,7 @@ from artifacts.source import builtin_source, caffe_source, netdef_source, onnx_s
 from artifacts.testdata import InputRecipe
 from artifacts.validate import Tolerance
 from converters import api
-from converters.cli import parse_input_shapes, run_reporting_errors
+from converters.cli import parse_input_shapes, run_reporting_errors, source_options, source_spec
 
 
 def _parse_floats(value: str, count: int, what: str) -> tuple[float, ...]:
@@ -34,11 +34,7 @@ def _parse_floats(value: str, count: int, what: str) -> tuple[float, ...]:
         "  zoo-package bvlcalexnet-9.onnx --name bvlcalexnet --opsets 7,12,17"
     ),
 )
-@click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.argument("weights", required=False, type=click.Path(path_type=Path))
-@click.option("--builtin", metavar="NAME", help="A model shipped with zooforge (default when no MODEL: alexnet).")
-@click.option("--init-net", type=click.Path(path_type=Path), help="Caffe2 init_net.pb (MODEL is predict_net.pb).")
-@click.option("--value-info", type=click.Path(path_type=Path), help="Caffe2 value_info.json.")
+@source_options("A model shipped with zooforge (default when no MODEL: alexnet, with SYNTHETIC weights).")
 @click.option("--name", default="bvlcalexnet", show_default=True, help="File name stem: <name>-<opset>.onnx.")
 @click.option("--opsets", default=",".join(map(str, DEFAULT_OPSETS)), show_default=True,
               help="Comma-separated opsets, one variant each.")
@@ -83,22 +79,16 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
     Timestamps come from SOURCE_DATE_EPOCH (default 0), so two builds give identical bytes.
     """
     options = api.ConvertOptions(names="zoo", input_shapes=parse_input_shapes(input_shapes), compat=compat)
-    if model is None and not init_net:
-        builtin = builtin or "alexnet"
-    if builtin:
-        if model or weights or init_net:
-            raise click.UsageError("--builtin takes no MODEL, WEIGHTS or --init-net")
-        source = builtin_source(builtin, options)
-    elif init_net:
-        source = netdef_source(model, init_net, value_info, options)
-    elif model.suffix == ".onnx":
-        source = onnx_source(model, options)
-    elif weights is None:
-        raise click.UsageError("a .prototxt MODEL needs its WEIGHTS")
-    else:
-        source = caffe_source(model, weights, options)
+    spec = source_spec(model, weights, builtin, init_net, value_info, default_builtin="alexnet")
+    make_source = {
+        "builtin": lambda: builtin_source(spec.builtin, options),
+        "netdef": lambda: netdef_source(spec.model, spec.init_net, spec.value_info, options),
+        "onnx": lambda: onnx_source(spec.model, options),
+        "caffe": lambda: caffe_source(spec.model, spec.weights, options),
+    }
+    source = make_source[spec.kind]()
     low, high = _parse_floats(input_range, 2, "LOW,HIGH") if input_range else (
-        (-128.0, 128.0) if builtin == "alexnet" else (-1.0, 1.0))
+        (-128.0, 128.0) if spec.builtin == "alexnet" else (-1.0, 1.0))
     release = ReleaseOptions(
         name=name,
         opsets=tuple(int(v) for v in _parse_floats(opsets, len(opsets.split(",")), "opsets")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -31,6 +32,57 @@ def parse_input_shapes(values: tuple[str, ...]) -> tuple[int, ...] | dict[str, t
             return shape
         named[name] = shape
     return named
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Which kind of model the positional arguments and source options name."""
+
+    kind: str  # "builtin", "netdef", "onnx" or "caffe"
+    model: Path | None = None
+    weights: Path | None = None
+    builtin: str | None = None
+    init_net: Path | None = None
+    value_info: Path | None = None
+
+
+def source_options(builtin_help: str):  # noqa: ANN201 - a decorator for click commands
+    """MODEL [WEIGHTS], --builtin, --init-net, --value-info: the source arguments every command shares."""
+    options = [
+        click.argument("model", required=False, type=click.Path(path_type=Path)),
+        click.argument("weights", required=False, type=click.Path(path_type=Path)),
+        click.option("--builtin", metavar="NAME", help=builtin_help),
+        click.option("--init-net", type=click.Path(path_type=Path), help="Caffe2 init_net.pb (MODEL is then predict_net.pb)."),
+        click.option("--value-info", type=click.Path(path_type=Path), help="Caffe2 value_info.json with the input shapes."),
+    ]
+
+    def decorate(command):  # noqa: ANN001, ANN202
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def source_spec(model: Path | None, weights: Path | None, builtin: str | None, init_net: Path | None,
+                value_info: Path | None, default_builtin: str | None = None) -> SourceSpec:
+    """Check the source arguments' combination and name the kind of source they describe."""
+    if builtin or (default_builtin and model is None and init_net is None):
+        if model or weights or init_net:
+            raise click.UsageError("--builtin takes no MODEL, WEIGHTS or --init-net")
+        return SourceSpec("builtin", builtin=builtin or default_builtin)
+    if init_net:
+        if model is None or weights is not None:
+            raise click.UsageError("with --init-net, give exactly one MODEL: the predict_net.pb")
+        return SourceSpec("netdef", model=model, init_net=init_net, value_info=value_info)
+    if model is not None and model.suffix == ".onnx":
+        if weights is not None:
+            raise click.UsageError("an ONNX MODEL takes no WEIGHTS")
+        return SourceSpec("onnx", model=model)
+    if model is None or weights is None:
+        raise click.UsageError("give MODEL and WEIGHTS (a .prototxt and its .caffemodel), "
+                               "MODEL with --init-net, an .onnx MODEL, or --builtin NAME")
+    return SourceSpec("caffe", model=model, weights=weights)
 
 
 def run_reporting_errors(action):  # noqa: ANN001, ANN201 - a decorator for click commands
@@ -62,12 +114,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         "  zoo-convert --builtin alexnet --input-shape 1,3,224,224 -o alexnet-synthetic.onnx"
     ),
 )
-@click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.argument("weights", required=False, type=click.Path(path_type=Path))
-@click.option("--builtin", metavar="NAME", help="Convert a model shipped with zooforge (alexnet: BVLC "
-              "AlexNet architecture with seeded SYNTHETIC weights) instead of files.")
-@click.option("--init-net", type=click.Path(path_type=Path), help="Caffe2 init_net.pb (MODEL is then predict_net.pb).")
-@click.option("--value-info", type=click.Path(path_type=Path), help="Caffe2 value_info.json with the input shapes.")
+@source_options("Convert a model shipped with zooforge (alexnet: BVLC AlexNet architecture with seeded "
+                "SYNTHETIC weights) instead of files.")
 @click.option("--to-opset", "opset", type=int, default=api.DEFAULT_OPSET, show_default=True,
               help=f"ONNX opset to write, {MIN_OPSET}..{latest_opset()} with the installed onnx.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="ONNX file to write.")
@@ -95,23 +143,14 @@ def main(model, weights, builtin, init_net, value_info, opset, output, input_sha
     """
     options = api.ConvertOptions(opset, names, parse_input_shapes(input_shapes), dynamic_batch, compat)
     opset_info(opset)  # reject an unknown opset before any work
-    if builtin:
-        if model or weights or init_net:
-            raise click.UsageError("--builtin takes no MODEL, WEIGHTS or --init-net")
-        result = api.convert_builtin(builtin, options)
-    elif init_net:
-        if model is None or weights is not None:
-            raise click.UsageError("with --init-net, give exactly one MODEL: the predict_net.pb")
-        result = api.convert_netdef(model, init_net, value_info, options)
-    elif model is not None and model.suffix == ".onnx":
-        if weights is not None:
-            raise click.UsageError("an ONNX MODEL takes no WEIGHTS")
-        result = api.convert_onnx(model, options)
-    else:
-        if model is None or weights is None:
-            raise click.UsageError("give MODEL and WEIGHTS (a .prototxt and its .caffemodel), "
-                                   "MODEL with --init-net, or --builtin NAME")
-        result = api.convert_caffe(model, weights, options)
+    spec = source_spec(model, weights, builtin, init_net, value_info)
+    convert = {
+        "builtin": lambda: api.convert_builtin(spec.builtin, options),
+        "netdef": lambda: api.convert_netdef(spec.model, spec.init_net, spec.value_info, options),
+        "onnx": lambda: api.convert_onnx(spec.model, options),
+        "caffe": lambda: api.convert_caffe(spec.model, spec.weights, options),
+    }
+    result = convert[spec.kind]()
     result.save(output, emit_caffe2)
     for note in result.notes:
         click.echo(f"{'warning' if 'departs' in note else 'note'}: {note}", err=True)
