@@ -211,7 +211,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
             settings = QuantizeSettings(fmt, samples=options.calibration_samples, seed=options.recipe.seed)
             reader, described = plan.reader(settings)
             lineage = Lineage(
-                " ==> ".join([*source.lineage, f"ONNX {source.title}-{fmt}"]), sources,
+                " ==> ".join([*source.lineage, f"{source.lineage[-1]}-{fmt}"]), sources,
                 (ParentRef(quant_base.relative_to(root).as_posix(), sha256_file(quant_base)),),
                 _settings(source, QUANTIZATION_OPSET, quantization_settings(
                     fmt, settings.samples, settings.seed, described, plan.digest(settings))),
