@@ -11,7 +11,6 @@ import pytest
 from converters.builtin import (
     BUILTIN_MODELS,
     UnknownBuiltinModelError,
-    WeightScale,
     load_builtin,
     synthetic_weights,
 )

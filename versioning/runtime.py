@@ -8,7 +8,7 @@ zooforge's legacy and corrected kernels (:mod:`versioning.legacy_ops`).
 from __future__ import annotations
 
 import os
-from typing import Any, Union
+from typing import Union
 
 import numpy as np
 import onnx
@@ -112,7 +112,7 @@ class Session:
         self.runtime = runtime
         proto = model if isinstance(model, onnx.ModelProto) else None
         if runtime == ONNXRUNTIME:
-            header = proto if proto is not None else _load_graph_only(model)
+            header = proto if proto is not None else _load(model)[0]
             opset = model_opset(header)
             if opset < ORT_MIN_OPSET:
                 raise RuntimeUnavailableError(
@@ -143,11 +143,6 @@ def _as_bytes(model: ModelLike) -> bytes:
     if isinstance(model, onnx.ModelProto):
         return model.SerializeToString()
     return bytes(model)
-
-
-def _load_graph_only(model: ModelLike) -> onnx.ModelProto:
-    """The model's header fields (opset imports), cheaply: a path is parsed, bytes likewise."""
-    return _load(model)[0]
 
 
 def _output_names(proto: onnx.ModelProto) -> list[str]:

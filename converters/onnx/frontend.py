@@ -8,12 +8,10 @@ blob keeps its plain name at its last write and earlier writes of in-place blobs
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper
 
 from converters.caffe2.executor import infer_shapes
@@ -140,6 +138,3 @@ def _value_info(name: str, shape: tuple[int, ...], batch: str | None, elem_type:
 def _elem_type(array: np.ndarray) -> int:
     return helper.np_dtype_to_tensor_dtype(np.asarray(array).dtype)
 
-
-def input_feed(model: Caffe2Model, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {blob: np.asarray(values[blob], np.float32) for blob in model.inputs}

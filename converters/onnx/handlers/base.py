@@ -9,20 +9,12 @@ operators a handler may produce, so the registry's coverage can be checked again
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Iterable
+from typing import ClassVar
 
 from converters.errors import ExportError
 
 _VERSION = re.compile(r"^version_(\d+)$")
-
-
-class Node(Protocol):
-    """What a handler sees of one Caffe2 operator."""
-
-    type: str
-    name: str
-    args: Mapping[str, Any]
 
 
 class Handler:
