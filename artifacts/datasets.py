@@ -221,42 +221,11 @@ class MnistDataset:
 
     @staticmethod
     def _read_images(path: Path) -> np.ndarray:
-        data = _read_idx_bytes(path)
-        if len(data) < 16:
-            raise DatasetError(
-                f"{path} is truncated: {len(data)} bytes, less than the 16-byte header"
-            )
-        magic, count, rows, cols = struct.unpack(">IIII", data[:16])
-        if magic != IMAGES_MAGIC:
-            raise DatasetError(
-                f"{path} is not an idx3 image file: magic {magic}, expected {IMAGES_MAGIC}"
-            )
-        expected = count * rows * cols
-        if len(data) - 16 < expected:
-            raise DatasetError(
-                f"{path} is truncated: header declares {count} images of {rows}x{cols} "
-                f"({expected} bytes) but only {len(data) - 16} bytes follow"
-            )
-        return np.frombuffer(data, np.uint8, expected, 16).reshape(count, rows, cols)
+        return _read_idx(path, IMAGES_MAGIC, "an idx3 image file", "images")
 
     @staticmethod
     def _read_labels(path: Path) -> np.ndarray:
-        data = _read_idx_bytes(path)
-        if len(data) < 8:
-            raise DatasetError(
-                f"{path} is truncated: {len(data)} bytes, less than the 8-byte header"
-            )
-        magic, count = struct.unpack(">II", data[:8])
-        if magic != LABELS_MAGIC:
-            raise DatasetError(
-                f"{path} is not an idx1 label file: magic {magic}, expected {LABELS_MAGIC}"
-            )
-        if len(data) - 8 < count:
-            raise DatasetError(
-                f"{path} is truncated: header declares {count} labels but only "
-                f"{len(data) - 8} bytes follow"
-            )
-        return np.frombuffer(data, np.uint8, count, 8)
+        return _read_idx(path, LABELS_MAGIC, "an idx1 label file", "labels")
 
     @property
     def labels(self) -> np.ndarray:
@@ -311,3 +280,25 @@ def deterministic_subset(dataset: Dataset, count: int, seed: int = 0) -> list[in
         return list(range(length))
     chosen = np.random.default_rng(seed).permutation(length)[:count]
     return sorted(int(i) for i in chosen)
+
+
+def _read_idx(path: Path, magic_expected: int, kind: str, items: str) -> np.ndarray:
+    """An idx file of unsigned bytes: big-endian magic (0x08 type, dims in the low byte), one
+    big-endian count per dimension, then the data."""
+    data = _read_idx_bytes(path)
+    ndim = magic_expected & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DatasetError(f"{path} is truncated: {len(data)} bytes, less than the {header}-byte header")
+    magic, *dims = struct.unpack(f">{1 + ndim}I", data[:header])
+    if magic != magic_expected:
+        raise DatasetError(f"{path} is not {kind}: magic {magic}, expected {magic_expected}")
+    expected = int(np.prod(dims, dtype=np.int64))
+    if len(data) - header < expected:
+        shape = "x".join(map(str, dims[1:]))
+        described = f"{dims[0]} {items}" + (f" of {shape}" if shape else "")
+        raise DatasetError(
+            f"{path} is truncated: header declares {described} ({expected} bytes) but only "
+            f"{len(data) - header} bytes follow"
+        )
+    return np.frombuffer(data, np.uint8, expected, header).reshape(dims)
