@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -170,44 +170,46 @@ class Walker:
                                    f"in {self.release} has {actual}")
 
 
+# How each known setting reads in the tree, in the order shown; None values are left out.
+_QUANTIZATION_WORDS: tuple[tuple[str, Callable[[Any, bool], str]], ...] = (
+    ("format", lambda v, full: f"format {v}"),
+    ("samples", lambda v, full: f"{v} calibration samples"),
+    ("seed", lambda v, full: f"seed {v}"),
+    ("calibration", lambda v, full: f"calibration {v}"),
+    ("calibration_sha256", lambda v, full: f"calibration sha256 {digest_text(v, full)}"),
+)
+_SETTING_WORDS: tuple[tuple[str, Callable[[Any, bool], str | None]], ...] = (
+    ("target_opset", lambda v, full: f"opset {v}"),
+    ("names", lambda v, full: f"names {v}"),
+    ("compat", lambda v, full: f"compat {v}"),
+    ("input_shape", lambda v, full: "input " + "x".join(str(d) for d in v)),
+    ("dynamic_batch", lambda v, full: "dynamic batch" if v else None),
+)
+
+
+def _words(values: dict[str, Any], table, full: bool) -> list[str]:  # noqa: ANN001
+    """Known keys through ``table`` (popped from ``values``), then the rest as JSON, sorted."""
+    parts = []
+    for key, word in table:
+        if key in values:
+            value = values.pop(key)
+            text = word(value, full) if value is not None else None
+            if text:
+                parts.append(text)
+    return parts + [f"{key} {value if isinstance(value, str) else canonical_json(value)}"
+                    for key, value in sorted(values.items())]
+
+
 def describe_settings(settings: Mapping[str, Any], full: bool = False) -> str:
     """``format int8, 100 calibration samples, …, opset 12, names zoo``."""
-    parts: list[str] = []
     rest = dict(_plain(settings))
     quantization = rest.pop("quantization", None)
+    parts: list[str] = []
     if isinstance(quantization, dict):
-        q = dict(quantization)
-        if "format" in q:
-            parts.append(f"format {q.pop('format')}")
-        if "samples" in q:
-            parts.append(f"{q.pop('samples')} calibration samples")
-        if "seed" in q:
-            parts.append(f"seed {q.pop('seed')}")
-        if "calibration" in q:
-            parts.append(f"calibration {q.pop('calibration')}")
-        if "calibration_sha256" in q:
-            parts.append(f"calibration sha256 {digest_text(q.pop('calibration_sha256'), full)}")
-        parts += [f"{key} {canonical_json(value)}" for key, value in sorted(q.items())]
+        parts += _words(dict(quantization), _QUANTIZATION_WORDS, full)
     elif quantization is not None:
         parts.append(f"quantization {canonical_json(quantization)}")
-    if "target_opset" in rest:
-        parts.append(f"opset {rest.pop('target_opset')}")
-    if "names" in rest:
-        parts.append(f"names {rest.pop('names')}")
-    if "compat" in rest:
-        compat = rest.pop("compat")
-        if compat is not None:
-            parts.append(f"compat {compat}")
-    if "input_shape" in rest:
-        shape = rest.pop("input_shape")
-        if shape is not None:
-            parts.append("input " + "x".join(str(d) for d in shape))
-    if "dynamic_batch" in rest:
-        if rest.pop("dynamic_batch"):
-            parts.append("dynamic batch")
-    parts += [f"{key} {value if isinstance(value, str) else canonical_json(value)}"
-              for key, value in sorted(rest.items())]
-    return ", ".join(parts)
+    return ", ".join(parts + _words(rest, _SETTING_WORDS, full))
 
 
 def digest_text(sha256: str | None, full: bool) -> str:
