@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -10,18 +9,7 @@ from pathlib import Path
 
 import onnx
 
-from converters.fileio import atomic_write_bytes
-
-_CHUNK = 1 << 22
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
+from converters.fileio import atomic_write_bytes, sha256_file
 
 @dataclass(frozen=True)
 class Artifact:

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from artifacts.lineage import Lineage, canonical_json
+from converters.lineage import Lineage, canonical_json
 from artifacts.manifest import sha256_file
 from converters import __version__
 from converters.errors import InputFileError

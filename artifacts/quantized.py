@@ -49,7 +49,7 @@ class QuantizationPlan:
 
     def digest(self, settings: QuantizeSettings) -> str:
         """``calibration_sha256``: the calibration images' file digests, or the seeded recipe."""
-        from artifacts.lineage import calibration_digest
+        from converters.lineage import calibration_digest
 
         if self.calibration is None:
             return calibration_digest(recipe={"low": self.low, "high": self.high, "samples": settings.samples,

@@ -24,7 +24,7 @@ from artifacts.evaluate import evaluate
 from artifacts.preprocess import get_preset
 from artifacts.quantize import QuantizeSettings, quantize_model
 from artifacts.quantized import QUANTIZATION_OPSET, quantization_plan, top1_agreement
-from artifacts.lineage import Lineage, ParentRef, SourceFile, quantization_settings, settings_dict, stamp
+from converters.lineage import Lineage, ParentRef, SourceFile, quantization_settings, settings_dict, stamp
 from artifacts.provenance import STATEMENTS_FILE, statement, write_statements
 from artifacts.manifest import Artifact, manifest_entry, sha256_file, write_manifest, write_sha256sums
 from artifacts.readme import ReleaseFacts, TableRow, render_readme

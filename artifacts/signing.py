@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from converters.errors import InputFileError, ZooforgeError
+from converters.fileio import sha256_file
 
 SIGNATURE_NAME = "release.sig"
 SUPPORTED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
@@ -233,7 +234,7 @@ def _content_problems(release: Path, signature: Path, diff: str) -> list[str]:
     for old in list(removed):
         digest = signed.get(old)
         for new in added:
-            if digest is not None and (release / new).is_file() and _sha256(release / new) == digest:
+            if digest is not None and (release / new).is_file() and sha256_file(release / new) == digest:
                 renamed.append(f"renamed? {old} -> {new}")
                 removed.remove(old)
                 added.remove(new)
@@ -250,12 +251,6 @@ def _signed_digests(signature: Path) -> dict[str, str]:
         return {r["name"]: r["digest"] for r in payload["predicate"]["resources"] if r.get("algorithm") == "sha256"}
     except (OSError, ValueError, KeyError, TypeError, binascii.Error):
         return {}
-
-
-def _sha256(path: Path) -> str:
-    from artifacts.manifest import sha256_file  # noqa: PLC0415
-
-    return sha256_file(path)
 
 
 def make_test_keypair(directory: Path, name: str = "zooforge") -> tuple[Path, Path]:

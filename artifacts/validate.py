@@ -31,7 +31,6 @@ models must be validated again.
 
 from __future__ import annotations
 
-import hashlib
 import gc
 import json
 import math
@@ -50,6 +49,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from converters.errors import InputFileError, ZooforgeError
+from converters.fileio import sha256_file
 from versioning.runtime import ONNXRUNTIME, RUNTIMES, Session, available_runtimes, model_opset
 
 __all__ = [
@@ -614,14 +614,6 @@ def _tarball_stem(path: Path) -> str | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_manifest(folder: Path, label: str, collector: _Collector) -> None:
     """Every file ``manifest.json`` lists must exist with the recorded sha256."""
     path = folder / "manifest.json"
@@ -642,7 +634,7 @@ def _check_manifest(folder: Path, label: str, collector: _Collector) -> None:
             target = folder / rel
             if not target.is_file():
                 collector.model_failures.append(f"{label}/manifest.json: lists {rel}, which does not exist")
-            elif meta.get(sha_key) and _sha256(target) != meta[sha_key]:
+            elif meta.get(sha_key) and sha256_file(target) != meta[sha_key]:
                 collector.model_failures.append(f"{label}/manifest.json: sha256 of {rel} differs from the manifest")
 
 

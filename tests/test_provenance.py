@@ -1,4 +1,4 @@
-"""Model stamps (artifacts.lineage), release statements (artifacts.provenance) and zoo-lineage."""
+"""Model stamps (converters.lineage), release statements (artifacts.provenance) and zoo-lineage."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from artifacts.lineage import (
+from converters.lineage import (
     Lineage, LineageError, ParentRef, SourceFile, calibration_digest, quantization_settings, read_lineage,
     settings_dict, stamp,
 )
@@ -362,3 +362,24 @@ def test_zoo_lineage_exit_codes(tmp_path):
     assert "error:" in missing.stderr and "nothing.onnx" in missing.stderr
     (tmp_path / "junk.onnx").write_bytes(b"\xff\xff not a model")
     assert run_lineage(tmp_path / "junk.onnx").exit_code == 2
+
+
+def test_zoo_convert_records_its_sources(shared, tmp_path):
+    """A model written by zoo-convert, outside any release, still says what it was made from."""
+    import hashlib
+
+    from converters.cli import main as convert_main
+
+    folder = shared / "caffe" / "trained" / "lenet_mnist_v2"
+    prototxt, weights = folder / "lenet.prototxt", folder / "lenet_iter_10000.caffemodel"
+    out = tmp_path / "lenet.onnx"
+    result = CliRunner().invoke(convert_main, [str(prototxt), str(weights), "--to-opset", "9", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lineage = read_lineage(out)
+    assert lineage.line == "Caffe LeNet ==> Caffe2 LeNet ==> ONNX LeNet"
+    assert {(s.name, s.role, s.sha256) for s in lineage.sources} == {
+        (p.name, role, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p, role in ((prototxt, "prototxt"), (weights, "weights"))}
+    assert lineage.settings["target_opset"] == 9 and not lineage.synthetic
+    tree = CliRunner().invoke(lineage_main, [str(out)])
+    assert tree.exit_code == 0 and "lenet_iter_10000.caffemodel" in tree.output, tree.output

@@ -479,7 +479,7 @@ def test_lenet_release_with_int8_and_qdq_evaluated_on_mnist(shared, tmp_path):
 
 
 def test_release_statements_are_slsa_provenance_of_every_artifact(release, shared):
-    from artifacts.lineage import read_lineage
+    from converters.lineage import read_lineage
     from artifacts.provenance import check_subjects, read_statements
 
     statements = read_statements(release / "provenance.intoto.jsonl")
