@@ -26,7 +26,7 @@ from artifacts.quantize import QuantizeSettings, quantize_model
 from artifacts.quantized import QUANTIZATION_OPSET, quantization_plan, top1_agreement
 from converters.lineage import Lineage, ParentRef, SourceFile, quantization_settings, settings_dict, stamp
 from artifacts.provenance import STATEMENTS_FILE, statement, write_statements
-from artifacts.manifest import Artifact, manifest_entry, sha256_file, write_manifest, write_sha256sums
+from artifacts.manifest import Artifact, io_ports, manifest_entry, sha256_file, write_manifest, write_sha256sums
 from artifacts.readme import ReleaseFacts, TableRow, render_readme
 from artifacts.source import ReleaseSource
 from artifacts.tarball import write_tarball
@@ -34,7 +34,7 @@ from artifacts.testdata import InputRecipe, TestSet, write_npz, write_test_set
 from artifacts.validate import Tolerance, validate_path
 from converters.caffe2.netdef import write_caffe2
 from converters.errors import InputFileError, ZooforgeError
-from converters.fileio import atomic_write_bytes
+from converters.fileio import atomic_write_bytes, current_umask
 from versioning import opset_info
 from versioning.runtime import ONNXRUNTIME, ORT_MIN_OPSET, REFERENCE, Session
 
@@ -95,7 +95,7 @@ def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
         opset_info(opset)  # refuse an unknown opset before any work
     say = progress or (lambda message: None)
     building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
-    building.chmod(0o777 & ~_umask())
+    building.chmod(0o777 & ~current_umask())
     try:
         summary = _build(source, options, building, say)
         if options.sign_key is not None:
@@ -254,7 +254,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
     facts = ReleaseFacts(
         title=source.title, rows=rows, lineage=source.lineage,
         source_digests={path.name: sha256_file(path) for path in source.files.values()},
-        inputs=_ports(graph.graph.input, graph, large), outputs=_ports(graph.graph.output, graph, large),
+        inputs=_ports(graph, large, "inputs"), outputs=_ports(graph, large, "outputs"),
         parity=parity_lines, synthetic=source.synthetic,
         notes=_notes(source, options), comparison=comparison,
     )
@@ -357,12 +357,9 @@ def _relabel(value, old: str, new: str):  # noqa: ANN001, ANN202 - JSON-like dat
     return value
 
 
-def _ports(values, graph, large=()) -> list[tuple[str, list]]:  # noqa: ANN001
-    initializers = {t.name for t in graph.graph.initializer} | set(large)
-    return [
-        (v.name, [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim])
-        for v in values if v.name not in initializers
-    ]
+def _ports(graph: onnx.ModelProto, large: Sequence[str], kind: str) -> list[tuple[str, list]]:
+    """(name, shape) of the graph's real inputs or outputs, for the README."""
+    return [(port["name"], port["shape"]) for port in io_ports(graph, large)[kind]]
 
 
 def _parity_line(stem: str, report) -> str:  # noqa: ANN001
@@ -383,11 +380,6 @@ def _notes(source: ReleaseSource, options: ReleaseOptions) -> list[str]:
                      "at some input sizes; test outputs come from that same graph's NetDef.")
     return notes
 
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def _swap_into_place(building: Path, out: Path) -> None:

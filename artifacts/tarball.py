@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from converters.errors import InputFileError
-from converters.fileio import atomic_writer
+from converters.fileio import atomic_writer, current_umask
 
 try:
     from isal import igzip_threaded as _isal_threaded
@@ -308,7 +308,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, staging: Path
 
 def _move_into(staging: Path, dest: Path) -> None:
     if not dest.exists():
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; give the mode mkdir would
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; give the mode mkdir would
         os.rename(staging, dest)
         return
     for entry in sorted(os.listdir(staging)):
@@ -337,8 +337,3 @@ def _reading(archive: Path) -> Iterator[None]:
             gzip.BadGzipFile) as error:
         raise InputFileError(f"{archive} is corrupt or truncated: {error}") from error
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -19,7 +19,7 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     try:
         with os.fdopen(handle, "wb") as stream:
             yield stream
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode open() would
+        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the mode open() would
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -31,7 +31,8 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         stream.write(payload)
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's file-creation mask (reading it means setting it; it is put back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
