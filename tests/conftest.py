@@ -49,3 +49,28 @@ def onnx_session():
 def onnx_run():
     """``run_onnx`` as a fixture."""
     return run_onnx
+
+
+@pytest.fixture(scope="session")
+def real_caffe2():
+    """The REAL historical Caffe2 (torch 1.10.2, Python 3.8) in its own interpreter.
+
+    Built on first use by ``shared/tools/caffe2-historical-setup.sh`` (CI builds it beforehand);
+    tests skip only where no Python 3.8 interpreter or no ``../shared`` exists.
+    """
+    from real_caffe2 import RealCaffe2, Unavailable, environment
+
+    try:
+        env = environment()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    real = RealCaffe2(env)
+    yield real
+    real.close()
+
+
+def run_onnx_file(path, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """onnxruntime on a model file; outputs in the graph's order, inputs fed by name."""
+    session = ort_session(path)
+    names = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v for k, v in feeds.items() if k in names})

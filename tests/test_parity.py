@@ -5,6 +5,8 @@ For every case the same seeded input goes through
 * OpenCV's Caffe importer (``cv2.dnn.readNetFromCaffe``): an independent Caffe implementation,
 * our Caffe2 NumPy executor on the translated NetDef,
 * ONNX Runtime on our ONNX export, at opset 12 and at opset 13,
+* REAL Caffe2 (torch 1.10.2, in its own interpreter) on the NetDef pair zooforge writes, and the
+  historical onnx-caffe2 frontend's ONNX of that pair on ONNX Runtime,
 
 and every final output must agree with the executor's to ``1e-5`` max abs error. Softmax outputs
 are held to that plain absolute bound. Outputs that are not probabilities (raw logits, MTCNN box
@@ -17,6 +19,7 @@ to ``<pytest basetemp>/parity_errors.json``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -32,6 +35,9 @@ from converters.caffe.loader import load_caffe, parse_prototxt
 from converters.caffe.net import CaffeNet
 from converters.caffe.weights import write_caffemodel
 from converters.caffe2.executor import infer_shapes, run_net
+from converters.caffe2.netdef import write_caffe2
+
+from conftest import run_onnx_file
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CAFFE = SHARED / "caffe"
@@ -225,7 +231,52 @@ def _run_ort(net: CaffeNet, opset: int, feeds: dict[str, np.ndarray], onnx_sessi
     return dict(zip(outputs, values))
 
 
-def three_way(case: Case, net: CaffeNet, cv_net, onnx_session, record: dict) -> dict:
+def optional_real_caffe2(request: pytest.FixtureRequest):
+    """The real-Caffe2 fixture, or None (with the reason) where it cannot exist on this machine."""
+    try:
+        return request.getfixturevalue("real_caffe2"), None
+    except pytest.skip.Exception as exc:
+        return None, str(exc)
+
+
+def _netdef_digest(model) -> str:  # noqa: ANN001
+    digest = hashlib.sha256(model.predict_net.SerializeToString(deterministic=True))
+    for name, array in model.weights.items():
+        digest.update(name.encode() + b"\0" + np.ascontiguousarray(array).tobytes())
+    digest.update(repr(sorted(model.input_shapes.items())).encode())
+    return digest.hexdigest()
+
+
+_REAL_SEEN: dict[str, tuple[str, dict, dict, float]] = {}  # NetDef digest -> (case, caffe2, frontend, blobs)
+
+
+def real_caffe2_legs(case_id: str, caffe2, feeds: dict, real, folder: Path) -> tuple[dict, dict, float, str]:  # noqa: ANN001
+    """Real Caffe2 on the NetDef pair as written, and the historical frontend's ONNX on onnxruntime.
+
+    Returns both engines' outputs, the worst relative difference over every intermediate blob (for
+    the record), and the case whose identical NetDef was already run (the BVLC formats share one).
+    """
+    key = _netdef_digest(caffe2)
+    if key in _REAL_SEEN:
+        first, theirs, frontend, blobs = _REAL_SEEN[key]
+        return theirs, frontend, blobs, first
+    paths = write_caffe2(caffe2, folder)
+    every = real.run_files(paths["predict_net"], paths["init_net"], feeds, fetch="*")
+    ours = run_net(caffe2, feeds, keep_all=True)
+    blobs = max((float(np.max(np.abs(ours[n].astype(np.float64) - v))) / max(1.0, float(np.max(np.abs(v))))
+                 for n, v in every.items() if v.size and v.dtype.kind == "f"), default=0.0)
+    theirs = {name: every[name] for name in caffe2.outputs}
+    value_info = {name: (1, list(shape)) for name, shape in caffe2.input_shapes.items()}
+    onnx_file = real.frontend(paths["predict_net"], paths["init_net"], value_info, folder / "frontend.onnx")
+    frontend = dict(zip(caffe2.outputs, run_onnx_file(onnx_file, feeds)))
+    for path in [*paths.values(), onnx_file]:
+        path.unlink()
+    _REAL_SEEN[key] = (case_id, theirs, frontend, blobs)
+    return theirs, frontend, blobs, ""
+
+
+def three_way(case: Case, net: CaffeNet, cv_net, onnx_session, record: dict, real=None,  # noqa: ANN001
+              real_skipped: str | None = None, folder: Path | None = None) -> dict:
     """Run every engine, record the max abs errors, and assert them all at the end."""
     caffe2 = convert_caffe_net(net, ConvertOptions(opset=OPSETS[0])).caffe2
     (input_name, shape), = net.inputs.items()
@@ -252,6 +303,11 @@ def three_way(case: Case, net: CaffeNet, cv_net, onnx_session, record: dict) -> 
         compare("opencv", dict(zip(caffe2.outputs, values)))
     for opset in OPSETS:
         compare(f"ort{opset}", _run_ort(net, opset, feeds, onnx_session))
+    same_as, blobs = "", None
+    if real is not None:
+        theirs, frontend, blobs, same_as = real_caffe2_legs(case.id, caffe2, feeds, real, folder)
+        compare("caffe2", theirs)
+        compare("frontend", frontend)
 
     scale = {n: float(np.abs(ours[n]).max()) for n in caffe2.outputs}
     worst = {engine: max(per.values()) for engine, per in errors.items()}
@@ -262,10 +318,15 @@ def three_way(case: Case, net: CaffeNet, cv_net, onnx_session, record: dict) -> 
         "max_abs_error": errors,
         "max_abs_reference": scale,
         "opencv_skipped": case.opencv,
+        "real_caffe2_skipped": real_skipped,
+        "real_caffe2_worst_blob_relative": blobs,
+        "real_caffe2_same_netdef_as": same_as or None,
     }
     cells = "  ".join(f"{engine}={worst.get(engine, float('nan')):.2e}"
-                      for engine in ("opencv", *(f"ort{o}" for o in OPSETS)))
+                      for engine in ("opencv", *(f"ort{o}" for o in OPSETS), "caffe2", "frontend"))
     print(f"\n[parity] {case.id:<46} {tuple(shape)!s:<18} {cells}  max|ref|={max(scale.values()):.3g}"
+          + (f"  blobs(rel)={blobs:.1e}" if blobs is not None else "")
+          + (f"  (NetDef as {same_as})" if same_as else "")
           + (f"  (opencv skipped: {case.opencv})" if case.opencv else ""))
     assert not failures, f"{case.id}: " + "; ".join(failures)
     return ours
@@ -276,7 +337,7 @@ def three_way(case: Case, net: CaffeNet, cv_net, onnx_session, record: dict) -> 
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_three_way_parity(case: Case, cv2, onnx_session, parity_record, tmp_path_factory) -> None:
+def test_three_way_parity(case: Case, cv2, onnx_session, parity_record, tmp_path_factory, request) -> None:
     if not case.prototxt.is_file():
         pytest.skip(f"{case.prototxt} (shared material) is absent")
     tmp_dir = tmp_path_factory.mktemp("parity")
@@ -297,7 +358,8 @@ def test_three_way_parity(case: Case, cv2, onnx_session, parity_record, tmp_path
             (shape,) = net.inputs.values()
             prototxt = _deploy_prototxt(case.prototxt, shape, tmp_dir / "deploy.prototxt")
         cv_net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
-    three_way(case, net, cv_net, onnx_session, parity_record)
+    real, reason = optional_real_caffe2(request)
+    three_way(case, net, cv_net, onnx_session, parity_record, real, reason, tmp_dir)
 
 
 ALEXNET = BVLC / "v2_input_layer/models/bvlc_alexnet/deploy.prototxt"
@@ -306,7 +368,7 @@ ALEXNET = BVLC / "v2_input_layer/models/bvlc_alexnet/deploy.prototxt"
 @pytest.mark.skipif(not ALEXNET.is_file(), reason=f"{ALEXNET} (shared material) is absent")
 @pytest.mark.parametrize("size", [227, 224], ids=["alexnet-227", "alexnet-224"])
 def test_alexnet_sizes_three_way_with_caffe_pooling(
-    size: int, cv2, onnx_session, parity_record, tmp_path_factory
+    size: int, cv2, onnx_session, parity_record, tmp_path_factory, request
 ) -> None:
     shape = (1, 3, size, size)
     case = Case(f"alexnet-{size}", ALEXNET, None, IMAGENET, input_shapes=shape)
@@ -316,7 +378,8 @@ def test_alexnet_sizes_three_way_with_caffe_pooling(
     net.synthetic_weights = True
     cv_net = cv2.dnn.readNetFromCaffe(str(ALEXNET), str(caffemodel))
     # OpenCV takes the spatial size from the blob it is given, as Caffe's Reshape does.
-    three_way(case, net, cv_net, onnx_session, parity_record)
+    real, reason = optional_real_caffe2(request)
+    three_way(case, net, cv_net, onnx_session, parity_record, real, reason, tmp_path_factory.mktemp(case.id))
 
     caffe2 = convert_caffe_net(net, ConvertOptions()).caffe2
     shapes = infer_shapes(caffe2.predict_net, {**{k: v.shape for k, v in caffe2.weights.items()},

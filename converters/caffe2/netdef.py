@@ -161,15 +161,38 @@ def build_init_net(weights: Mapping[str, np.ndarray], name: str) -> Any:
     return net
 
 
-def weights_from_init_net(init_net: Any, source: str) -> dict[str, np.ndarray]:
+_CONSTANT_DTYPES: Mapping[int, Any] = {1: np.float32, 2: np.int32, 10: np.int64, 13: np.float64}
+_RANDOM_FILLS = ("XavierFill", "GaussianFill", "UniformFill", "UniformIntFill", "MSRAFill", "RangeFill")
+
+
+@dataclass
+class InitNet:
+    """An init net's tensors; ``constant_fills`` names the blobs made by ``ConstantFill``, which
+    caffe_translator also uses as a placeholder for the net's input (``ConstantFill -> data``)."""
+
+    weights: dict[str, np.ndarray]
+    constant_fills: list[str]
+
+
+def weights_from_init_net(init_net: Any, source: str) -> InitNet:
     """Execute an init net's fill operators into arrays."""
     weights: dict[str, np.ndarray] = {}
+    constant_fills: list[str] = []
     for op in init_net.op:
+        if len(op.output) != 1:
+            raise NetDefError(f"{source}: init net operator {op.type} -> {list(op.output)} has {len(op.output)} outputs")
+        name = op.output[0]
+        if op.type == "ConstantFill":
+            weights[name] = _constant_fill(op, source)
+            constant_fills.append(name)
+            continue
         dtype = _FILL_DTYPES.get(op.type)
-        if dtype is None or len(op.output) != 1:
+        if dtype is None:
+            kind = "draws random values (a training init net, not trained weights)" if op.type in _RANDOM_FILLS \
+                else "is not a fill zooforge reads"
             raise NetDefError(
-                f"{source}: init net operator {op.type} -> {list(op.output)} is not a "
-                f"single-output fill ({', '.join(_FILL_DTYPES)})"
+                f"{source}: init net operator {op.type} -> '{name}' {kind}; supported: "
+                f"{', '.join([*_FILL_DTYPES, 'ConstantFill'])}"
             )
         shape = ()
         values = None
@@ -179,14 +202,27 @@ def weights_from_init_net(init_net: Any, source: str) -> dict[str, np.ndarray]:
             elif arg.name == "values":
                 values = arg.ints if np.issubdtype(dtype, np.integer) else arg.floats
         if values is None:
-            raise NetDefError(f"{source}: fill for '{op.output[0]}' has no 'values' argument")
+            raise NetDefError(f"{source}: fill for '{name}' has no 'values' argument")
         array = np.asarray(values, dtype=dtype)
         if array.size != int(np.prod(shape, dtype=np.int64)):
             raise NetDefError(
-                f"{source}: fill for '{op.output[0]}' has {array.size} values for shape {list(shape)}"
+                f"{source}: fill for '{name}' has {array.size} values for shape {list(shape)}"
             )
-        weights[op.output[0]] = array.reshape(shape)
-    return weights
+        weights[name] = array.reshape(shape)
+    return InitNet(weights, constant_fills)
+
+
+def _constant_fill(op: Any, source: str) -> np.ndarray:
+    """Caffe2's ConstantFill without inputs: ``shape``, ``value`` (default 0) and ``dtype``."""
+    args = op_args(op)
+    name = op.output[0]
+    if len(op.input) or any(key in args for key in ("input_as_shape", "extra_shape")):
+        raise NetDefError(f"{source}: ConstantFill for '{name}' takes its shape from an input, which zooforge cannot read")
+    dtype = _CONSTANT_DTYPES.get(int(args.get("dtype", 1)))
+    if dtype is None:
+        raise NetDefError(f"{source}: ConstantFill for '{name}' has an unsupported dtype {args['dtype']}")
+    shape = tuple(int(d) for d in args.get("shape", []))
+    return np.full(shape, args.get("value", 0), dtype=dtype)
 
 
 def read_netdef(path: Path) -> Any:
@@ -222,21 +258,30 @@ def load_caffe2(
 ) -> Caffe2Model:
     """Read a NetDef pair; input shapes come from ``value_info`` and/or ``input_shapes``."""
     predict = read_netdef(predict_net)
-    init = read_netdef(init_net)
-    weights = weights_from_init_net(init, str(init_net))
+    init = weights_from_init_net(read_netdef(init_net), str(init_net))
     shapes = dict(read_value_info(value_info)) if value_info else {}
+    if isinstance(input_shapes, Mapping):
+        shapes.update(input_shapes)
+    weights = dict(init.weights)
+    # Fills of declared inputs are placeholders (the historical frontend drops them too).
+    for name in shapes:
+        weights.pop(name, None)
     model = Caffe2Model(predict, weights, {})
+    if not model.inputs and not shapes:
+        # caffe_translator's convention: the input blob is filled by a ConstantFill placeholder.
+        placeholders = [name for name in predict.external_input if name in init.constant_fills]
+        if len(placeholders) == 1:
+            del weights[placeholders[0]]
     if input_shapes is not None and not isinstance(input_shapes, Mapping):
         if len(model.inputs) != 1:
             raise NetDefError(f"{predict_net} has inputs {model.inputs}; name the one to shape")
-        input_shapes = {model.inputs[0]: tuple(input_shapes)}
-    shapes.update(input_shapes or {})
+        shapes[model.inputs[0]] = tuple(input_shapes)
     missing = [name for name in model.inputs if name not in shapes]
     if missing:
         raise NetDefError(
             f"{predict_net}: no shape for input(s) {missing}; pass --value-info or --input-shape"
         )
-    model.input_shapes = {name: shapes[name] for name in model.inputs}
+    model.input_shapes = {name: tuple(shapes[name]) for name in model.inputs}
     return model
 
 

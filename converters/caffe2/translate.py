@@ -18,10 +18,11 @@ import numpy as np
 from converters.caffe.net import CaffeLayer, CaffeNet
 from converters.caffe.params import spatial
 from converters.caffe2 import schema
-from converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING
+from converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING, pool_extent
 from converters.caffe2.executor.run import infer_shapes
 from converters.caffe2.netdef import SYNTHETIC_ARG, Caffe2Model, make_arg, make_op
 from converters.errors import CaffeModelError, UnsupportedLayerError, ZooforgeError
+from versioning.names import fresh_name
 
 Shape = tuple[int, ...]
 _FLOAT = 1  # caffe2.TensorProto.FLOAT
@@ -35,6 +36,7 @@ class Translation:
         self.weights: dict[str, np.ndarray] = {}
         self.shapes: dict[str, Shape] = dict(net.inputs)
         self.layer: CaffeLayer | None = None
+        self._op_names: set[str] = set()  # unique: the historical frontend makes them ONNX node names
 
     @property
     def where(self) -> str:
@@ -45,8 +47,10 @@ class Translation:
         return self.shapes[blob]
 
     def add(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], **args: Any) -> str:
-        """Append an operator named after the current layer; return its first output."""
-        op = make_op(op_type, inputs, outputs, name=self.layer.name if self.layer else "", **args)
+        """Append an operator named after the current layer (``<layer>_2``, ... for the layer's
+        further operators); return its first output."""
+        name = fresh_name(self.layer.name, self._op_names) if self.layer else ""
+        op = make_op(op_type, inputs, outputs, name=name, **args)
         try:
             shapes = infer_shapes(_single_op_net(op), {name: self.shapes[name] for name in inputs})
         except ZooforgeError as exc:
@@ -116,12 +120,15 @@ def translate(net: CaffeNet) -> Caffe2Model:
 # -- layer translators --------------------------------------------------------------------------
 
 def _window_args(kernel: Shape, stride: Shape, pad: Shape, dilation: Shape = (1, 1)) -> dict[str, Any]:
-    """Caffe2's classic argument spelling: one value when square, ``_h``/``_w`` otherwise."""
+    """Caffe2's classic spelling, as caffe_translator wrote it: ``kernel``, ``stride`` and ``pad``
+    always present (one value when square, ``_h``/``_w`` or ``pad_t/l/b/r`` otherwise); the
+    historical onnx-caffe2 frontend reads them unconditionally. Dilation only when not 1."""
     args: dict[str, Any] = {}
     for key, value in (("kernel", kernel), ("stride", stride), ("pad", pad), ("dilation", dilation)):
+        if key == "dilation" and value == (1, 1):
+            continue
         if value[0] == value[1]:
-            if key == "kernel" or value[0] != (0 if key == "pad" else 1):
-                args[key] = value[0]
+            args[key] = value[0]
         elif key == "pad":
             args.update(pad_t=value[0], pad_b=value[0], pad_l=value[1], pad_r=value[1])
         else:
@@ -179,15 +186,75 @@ def _pooling(t: Translation, layer: CaffeLayer) -> None:
     methods = {0: "MaxPool", 1: "AveragePool"}
     if p.pool not in methods:
         raise UnsupportedLayerError(f"{where}: STOCHASTIC pooling cannot be converted")
-    x = layer.bottoms[0]
+    x, top = layer.bottoms[0], layer.tops[0]
     if p.global_pooling:
-        t.add(methods[p.pool], [x], [layer.tops[0]], order="NCHW", global_pooling=1)
+        # Real Caffe2 wants a kernel even here (it refuses a kernel-less op named "...Pool...").
+        height, width = t.shape(x)[2:4]
+        t.add(methods[p.pool], [x], [top], order="NCHW", global_pooling=1,
+              **_window_args((height, width), (1, 1), (0, 0)))
         return
     kernel = spatial(p, "kernel_size", None, where, pair="kernel")
-    args = _window_args(kernel, spatial(p, "stride", 1, where), spatial(p, "pad", 0, where))
-    if p.round_mode == 0:  # CEIL, Caffe's own rounding
-        args["legacy_pad"] = CAFFE_LEGACY_POOLING
-    t.add(methods[p.pool], [x], [layer.tops[0]], order="NCHW", **args)
+    stride, pad = spatial(p, "stride", 1, where), spatial(p, "pad", 0, where)
+    ceil = p.round_mode == 0  # CEIL, Caffe's own rounding
+    args = _caffe_pool_args(t.shape(x)[2:4], kernel, stride, pad) if ceil else _window_args(kernel, stride, pad)
+    if p.pool == 0:
+        t.add("MaxPool", [x], [top], order="NCHW", **args)
+        return
+    _average_pool(t, x, top, kernel, stride, pad, ceil, args)
+
+
+def _caffe_pool_args(size: Shape, kernel: Shape, stride: Shape, pad: Shape) -> dict[str, Any]:
+    """Caffe's ceil rounding: ``legacy_pad=3`` (CAFFE_LEGACY_POOLING), as caffe_translator wrote it.
+
+    Under it real Caffe2 pads the end by ``pad + stride * (ceil size - floor size)``, which can
+    reach the kernel size; the historical frontend copies that pad into ONNX, whose runtimes then
+    refuse the model. Only there the same computation is written with explicit end pads instead
+    (the least that fit the last window; real Caffe2 computes the same with either form).
+    """
+    legacy = {**_window_args(kernel, stride, pad), "legacy_pad": CAFFE_LEGACY_POOLING}
+    ends = []
+    for axis in range(2):
+        out = pool_extent(size[axis], kernel[axis], stride[axis], pad[axis], pad[axis], caffe_ceil=True)
+        floor = (size[axis] + 2 * pad[axis] - kernel[axis]) // stride[axis] + 1
+        if pad[axis] + stride[axis] * (out - floor) < kernel[axis]:
+            ends.append(None)
+            continue
+        ends.append(pad[axis] + max(0, (out - 1) * stride[axis] + kernel[axis] - size[axis] - 2 * pad[axis]))
+    if all(end is None for end in ends):
+        return legacy
+    ends = [pad[a] if end is None else end for a, end in enumerate(ends)]
+    if max(e - k for e, k in zip(ends, kernel)) >= 0:
+        return legacy  # no explicit form is valid either: keep Caffe2's own
+    explicit = {key: value for key, value in _window_args(kernel, stride, pad).items() if not key.startswith("pad")}
+    return {**explicit, "pad_t": pad[0], "pad_l": pad[1], "pad_b": ends[0], "pad_r": ends[1]}
+
+
+def _average_pool(t: Translation, x: str, top: str, kernel: Shape, stride: Shape, pad: Shape, ceil: bool,
+                  args: dict[str, Any]) -> None:
+    """Caffe's average divides by the window clipped to the padded input (padding cells count,
+    cells past it don't). Caffe2 divides by the cells inside the image (``count_include_pad=0``)
+    or by the whole kernel (``count_include_pad=1``): the first is Caffe's divisor without padding,
+    the second with padding as long as no window reaches past the padded input. Where a
+    ceil-extended last window does, a constant per-cell factor fixes the divisor."""
+    if not any(pad):
+        t.add("AveragePool", [x], [top], order="NCHW", **args)
+        return
+    height, width = t.shape(x)[2:4]
+    divisors = [_caffe_divisors(size, kernel[i], stride[i], pad[i], ceil) for i, size in enumerate((height, width))]
+    area = float(kernel[0] * kernel[1])
+    factor = area / np.outer(divisors[0], divisors[1])
+    if np.all(factor == 1.0):
+        t.add("AveragePool", [x], [top], order="NCHW", count_include_pad=1, **args)
+        return
+    pooled = t.add("AveragePool", [x], [t.temp("kernel_mean")], order="NCHW", count_include_pad=1, **args)
+    t.add("Mul", [pooled, t.weight("divisor_fix", factor.astype(np.float32))], [top])
+
+
+def _caffe_divisors(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> np.ndarray:
+    """Caffe's AVE divisor per output position along one axis: the window clipped to size + pad."""
+    out = pool_extent(size, kernel, stride, pad, pad, ceil)
+    starts = np.arange(out) * stride - pad
+    return (np.minimum(starts + kernel, size + pad) - starts).astype(np.float64)
 
 
 def _lrn(t: Translation, layer: CaffeLayer) -> None:
@@ -198,17 +265,19 @@ def _lrn(t: Translation, layer: CaffeLayer) -> None:
     if p.norm_region == 0:  # ACROSS_CHANNELS
         t.add("LRN", [x], [top], size=p.local_size, alpha=p.alpha, beta=p.beta, bias=p.k, order="NCHW")
         return
-    # WITHIN_CHANNEL: x * (1 + alpha * mean of x^2 over a local_size^2 window) ^ -beta
+    # WITHIN_CHANNEL: x * (1 + alpha * mean of x^2 over a local_size^2 window) ^ -beta, the power
+    # as exp(-beta * log(.)) (its base is >= 1), in operators the historical frontend can export.
     half = (p.local_size - 1) // 2
-    squared = t.add("Sqr", [x], [t.temp("sqr")])
+    squared = t.add("Mul", [x, x], [t.temp("sqr")])
     pooled = t.add(
-        "AveragePool", [squared], [t.temp("pool")], order="NCHW", kernel=p.local_size, stride=1,
-        pad=half, legacy_pad=CAFFE_LEGACY_POOLING,
+        "AveragePool", [squared], [t.temp("pool")], order="NCHW", count_include_pad=1,
+        **_window_args((p.local_size,) * 2, (1, 1), (half, half)),
     )
-    scaled = t.add("Scale", [pooled], [t.temp("scaled")], scale=p.alpha)
-    shifted = t.add("Add", [scaled, t.weight("one", np.ones((), np.float32))], [t.temp("shifted")], broadcast=1)
-    factor = t.add("Pow", [shifted], [t.temp("factor")], exponent=-p.beta)
-    t.add("Mul", [x, factor], [top])
+    shifted = _chain(t, pooled, t.temp("shifted"), [("Mul", p.alpha), ("Add", 1.0)], "base")
+    logged = t.add("Log", [shifted], [t.temp("log")])
+    factor = _chain(t, logged, t.temp("scaled_log"), [("Mul", -p.beta)], "exponent")
+    powered = t.add("Exp", [factor], [t.temp("factor")])
+    t.add("Mul", [x, powered], [top])
 
 
 def _inner_product(t: Translation, layer: CaffeLayer) -> None:
@@ -221,11 +290,10 @@ def _inner_product(t: Translation, layer: CaffeLayer) -> None:
         w = t.blob(0, (inner, p.num_output)).T
     else:
         w = t.blob(0, (p.num_output, inner))
-    inputs = [x, t.weight("w", w)]
-    if p.bias_term:
-        inputs.append(t.weight("b", t.blob(1, (p.num_output,))))
+    # Caffe2's FC always takes a bias.
+    bias = t.blob(1, (p.num_output,)) if p.bias_term else np.zeros(p.num_output, np.float32)
     args = {"axis": axis} if axis != 1 else {}
-    t.add("FC", inputs, [layer.tops[0]], **args)
+    t.add("FC", [x, t.weight("w", w), t.weight("b", bias)], [layer.tops[0]], **args)
 
 
 def _relu(t: Translation, layer: CaffeLayer) -> None:
@@ -239,7 +307,10 @@ def _relu(t: Translation, layer: CaffeLayer) -> None:
 def _prelu(t: Translation, layer: CaffeLayer) -> None:
     x = layer.bottoms[0]
     count = 1 if layer.param.prelu_param.channel_shared else t.shape(x)[1]
-    t.add("PRelu", [x, t.weight("slope", t.blob(0, (count,)))], layer.tops[:1])
+    slope = t.blob(0, (count,))
+    if count > 1:  # (C, 1, ...): real Caffe2 reads it per channel, and so does ONNX's broadcasting
+        slope = slope.reshape((count,) + (1,) * (len(t.shape(x)) - 2))
+    t.add("PRelu", [x, t.weight("slope", slope)], layer.tops[:1])
 
 
 def _elementwise(op_type: str) -> Callable[[Translation, CaffeLayer], None]:
@@ -253,47 +324,61 @@ def _elu(t: Translation, layer: CaffeLayer) -> None:
     t.add("Elu", layer.bottoms[:1], layer.tops[:1], alpha=layer.param.elu_param.alpha)
 
 
-def _affine(scale: float, shift: float) -> list[tuple[str, dict[str, Any]]]:
+Step = tuple[str, float]  # ("Mul" | "Add", constant) or (unary op type, 0.0)
+
+
+def _affine(scale: float, shift: float) -> list[Step]:
     """Steps computing ``scale * x + shift``, leaving out identities."""
-    steps: list[tuple[str, dict[str, Any]]] = []
+    steps: list[Step] = []
     if scale != 1.0:
-        steps.append(("Scale", {"scale": scale}))
+        steps.append(("Mul", scale))
     if shift != 0.0:
-        steps.append(("Add", {"value": shift}))
+        steps.append(("Add", shift))
     return steps
 
 
-def _chain(t: Translation, layer: CaffeLayer, steps: list[tuple[str, dict[str, Any]]]) -> None:
-    """Apply one-input steps in order from the layer's bottom to its top (``Add`` adds a scalar)."""
-    steps = steps or [("Copy", {})]
-    current = layer.bottoms[0]
-    for index, (op_type, args) in enumerate(steps):
-        out = layer.tops[0] if index == len(steps) - 1 else t.temp(f"step{index}")
-        inputs = [current]
-        if op_type == "Add":
-            args = dict(args)
-            inputs.append(t.weight(f"shift{index}", np.asarray(args.pop("value"), np.float32)))
-            args["broadcast"] = 1
-        current = t.add(op_type, inputs, [out], **args)
+def _chain(t: Translation, source: str, out: str, steps: Sequence[Step], hint: str = "step") -> str:
+    """Apply one-input steps from ``source`` to ``out``; ``Mul``/``Add`` take a constant, stored
+    as a one-element weight broadcast onto the input (a 0-d one crashes the historical frontend)."""
+    steps = list(steps) or [("Copy", 0.0)]
+    current = source
+    for index, (op_type, value) in enumerate(steps):
+        target = out if index == len(steps) - 1 else t.temp(f"{hint}{index}")
+        if op_type in ("Mul", "Add"):
+            constant = t.weight(f"{hint}{index}", np.full((1,), value, np.float32))
+            current = t.add(op_type, [current, constant], [target], broadcast=1)
+        else:
+            current = t.add(op_type, [current], [target])
+    return current
+
+
+def _layer_chain(t: Translation, layer: CaffeLayer, steps: Sequence[Step]) -> None:
+    _chain(t, layer.bottoms[0], layer.tops[0], steps)
 
 
 def _power(t: Translation, layer: CaffeLayer) -> None:
     p = layer.param.power_param
-    power = [("Pow", {"exponent": p.power})] if p.power != 1.0 else []
-    _chain(t, layer, _affine(p.scale, p.shift) + power)
+    steps = _affine(p.scale, p.shift)
+    current = layer.bottoms[0]
+    if p.power != 1.0:
+        # Pow with a constant exponent (the historical frontend cannot export it: see the README)
+        current = _chain(t, current, t.temp("base"), steps, "affine") if steps else current
+        t.add("Pow", [current], [layer.tops[0]], exponent=p.power)
+        return
+    _layer_chain(t, layer, steps)
 
 
 def _exp(t: Translation, layer: CaffeLayer) -> None:
     p = layer.param.exp_param
     log_base = 1.0 if p.base == -1 else math.log(p.base)
-    _chain(t, layer, _affine(p.scale * log_base, p.shift * log_base) + [("Exp", {})])
+    _layer_chain(t, layer, _affine(p.scale * log_base, p.shift * log_base) + [("Exp", 0.0)])
 
 
 def _log(t: Translation, layer: CaffeLayer) -> None:
     p = layer.param.log_param
     inv_log_base = 1.0 if p.base == -1 else 1.0 / math.log(p.base)
-    change_base = [("Scale", {"scale": inv_log_base})] if inv_log_base != 1.0 else []
-    _chain(t, layer, _affine(p.scale, p.shift) + [("Log", {})] + change_base)
+    change_base = [("Mul", inv_log_base)] if inv_log_base != 1.0 else []
+    _layer_chain(t, layer, _affine(p.scale, p.shift) + [("Log", 0.0)] + change_base)
 
 
 def _dropout(t: Translation, layer: CaffeLayer) -> None:
@@ -321,7 +406,8 @@ def _concat(t: Translation, layer: CaffeLayer) -> None:
     p = layer.param.concat_param
     axis = p.concat_dim if p.HasField("concat_dim") else p.axis
     axis %= len(t.shape(layer.bottoms[0]))
-    t.add("Concat", layer.bottoms, layer.tops[:1], axis=axis, order="NCHW")
+    # Caffe2's Concat has two outputs (the result and split_info) and refuses axis with order.
+    t.add("Concat", layer.bottoms, [layer.tops[0], t.temp("split_info")], axis=axis)
 
 
 def _slice(t: Translation, layer: CaffeLayer) -> None:
@@ -365,7 +451,7 @@ def _eltwise(t: Translation, layer: CaffeLayer) -> None:
     if p.operation == 1:  # SUM
         if any(c != 1.0 for c in coeffs):
             bottoms = [
-                b if c == 1.0 else t.add("Scale", [b], [t.temp(f"coeff{i}")], scale=c)
+                b if c == 1.0 else _chain(t, b, t.temp(f"coeff{i}"), [("Mul", c)], f"coeff{i}_")
                 for i, (b, c) in enumerate(zip(bottoms, coeffs))
             ]
         t.add("Sum", bottoms, [top])
@@ -405,35 +491,56 @@ def _broadcast_span(t: Translation, layer: CaffeLayer, axis: int, num_axes: int)
     return axis, tuple(shape[axis:end])
 
 
+def _broadcast(t: Translation, x: str, op_type: str, operand: str | np.ndarray, axis: int,
+               span: Shape, out: str, suffix: str) -> str:
+    """``x op operand`` with the operand laid along ``span`` from ``axis`` (Caffe's rule).
+
+    A 1-D span keeps Caffe2's classic legacy form (``broadcast=1, axis``, as caffe_translator
+    wrote it); a longer one uses NumPy broadcasting with the operand shaped ``span + (1, ...)``,
+    since the historical frontend mistranslates the legacy form for multi-dimensional operands.
+    """
+    if len(span) == 1:
+        name = operand if isinstance(operand, str) else t.weight(suffix, operand)
+        return t.add(op_type, [x, name], [out], broadcast=1, axis=axis)
+    aligned = tuple(span) + (1,) * (len(t.shape(x)) - axis - len(span))
+    if isinstance(operand, str):
+        if aligned != tuple(span):
+            operand = t.add("Reshape", [operand], [t.temp(f"{suffix}_aligned"), t.temp(f"{suffix}_old_shape")],
+                            shape=list(aligned))
+        name = operand
+    else:
+        name = t.weight(suffix, operand.reshape(aligned))
+    return t.add(op_type, [x, name], [out])
+
+
 def _scale(t: Translation, layer: CaffeLayer) -> None:
     p = layer.param.scale_param
     axis, span = _broadcast_span(t, layer, p.axis, p.num_axes)
     if len(layer.bottoms) > 1:
-        factor = layer.bottoms[1]
+        factor: str | np.ndarray = layer.bottoms[1]
         bias_index = 0
     else:
-        factor = t.weight("w", t.blob(0, span))
+        factor = t.blob(0, span)
         bias_index = 1
     out = layer.tops[0]
-    product = t.add("Mul", [layer.bottoms[0], factor], [t.temp("scaled") if p.bias_term else out],
-                    broadcast=1, axis=axis)
+    x = layer.bottoms[0]
+    product = _broadcast(t, x, "Mul", factor, axis, span, t.temp("scaled") if p.bias_term else out, "w")
     if p.bias_term:
-        bias = t.weight("b", t.blob(bias_index, span))
-        t.add("Add", [product, bias], [out], broadcast=1, axis=axis)
+        _broadcast(t, product, "Add", t.blob(bias_index, span), axis, span, out, "b")
 
 
 def _bias(t: Translation, layer: CaffeLayer) -> None:
     p = layer.param.bias_param
     axis, span = _broadcast_span(t, layer, p.axis, p.num_axes)
-    bias = layer.bottoms[1] if len(layer.bottoms) > 1 else t.weight("b", t.blob(0, span))
-    t.add("Add", [layer.bottoms[0], bias], layer.tops[:1], broadcast=1, axis=axis)
+    bias = layer.bottoms[1] if len(layer.bottoms) > 1 else t.blob(0, span)
+    _broadcast(t, layer.bottoms[0], "Add", bias, axis, span, layer.tops[0], "b")
 
 
 def _reshape_to(t: Translation, layer: CaffeLayer, target: Shape) -> None:
     spec = list(target)
     if spec and spec[0] == t.shape(layer.bottoms[0])[0]:
         spec[0] = 0  # keep the batch dimension free
-    t.add("Reshape", layer.bottoms[:1], layer.tops[:1], shape=spec)
+    t.add("Reshape", layer.bottoms[:1], [layer.tops[0], t.temp("old_shape")], shape=spec)
 
 
 def _flatten(t: Translation, layer: CaffeLayer) -> None:
@@ -491,7 +598,14 @@ def _crop(t: Translation, layer: CaffeLayer) -> None:
                 )
             starts.append(offset)
             ends.append(offset + ref[dim])
-    t.add("Slice", [x], layer.tops[:1], starts=starts, ends=ends)
+    # Real Caffe2's Slice cuts one axis at a time: one Slice per cropped axis.
+    cuts = [dim for dim in range(axis, len(shape)) if (starts[dim], ends[dim]) != (0, shape[dim])]
+    current = x
+    for number, dim in enumerate(cuts or [len(shape) - 1]):
+        out = layer.tops[0] if number == max(len(cuts), 1) - 1 else t.temp(f"crop{dim}")
+        axis_starts = [starts[d] if d == dim else 0 for d in range(len(shape))]
+        axis_ends = [ends[d] if d == dim else -1 for d in range(len(shape))]
+        current = t.add("Slice", [current], [out], starts=axis_starts, ends=axis_ends)
 
 
 def _argmax(t: Translation, layer: CaffeLayer) -> None:
@@ -505,7 +619,7 @@ def _argmax(t: Translation, layer: CaffeLayer) -> None:
         return
     flat = t.add("Flatten", [x], [t.temp("flat")], axis=1)
     index = t.add("ArgMax", [flat], [t.temp("index")], axis=1, keepdims=1)
-    shaped = t.add("Reshape", [index], [t.temp("shaped")], shape=[0, 1, 1])
+    shaped = t.add("Reshape", [index], [t.temp("shaped"), t.temp("old_shape")], shape=[0, 1, 1])
     t.add("Cast", [shaped], [top], to=_FLOAT)
 
 

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING, Window, window_geometry
+from converters.caffe2.executor.geometry import (
+    LegacyPadding, Window, is_global, legacy_padding, resolve_window, window_geometry,
+)
 from converters.caffe2.executor.operator import Operator, Shape, same_shape
 from converters.errors import NetDefError
 
@@ -43,31 +45,33 @@ def _windows(x: np.ndarray, window: Window, out: tuple[int, int], fill: float) -
 
 # -- convolution --------------------------------------------------------------------------------
 
-def _conv_window(args: Mapping[str, Any], weight_shape: Sequence[int]) -> Window:
-    return window_geometry(args, kernel_from=(int(weight_shape[2]), int(weight_shape[3])))
+def _conv_window(args: Mapping[str, Any], x: Sequence[int], w: Sequence[int]) -> tuple[Window, tuple[int, int]]:
+    _check_order(args)
+    window, out = resolve_window(args, _spatial(x))
+    if len(w) != 4 or window.kernel != (int(w[2]), int(w[3])):
+        raise NetDefError(f"kernel {list(window.kernel)} does not match the weight shape {list(w)}")
+    if out[0] <= 0 or out[1] <= 0:
+        raise NetDefError(f"Conv output would be empty for input {list(x)}")
+    return window, out
 
 
 def _conv_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
-    _check_order(args)
     x, w = shapes[0], shapes[1]
     group = int(args.get("group", 1))
-    if len(w) != 4 or w[1] * group != x[1]:
+    if len(w) != 4 or group < 1 or w[1] * group != x[1] or w[0] % group:
         raise NetDefError(
             f"Conv weight shape {list(w)} does not fit input {list(x)} with group {group}"
         )
     if len(shapes) > 2 and tuple(shapes[2]) != (w[0],):
         raise NetDefError(f"Conv bias shape {list(shapes[2])} does not match {w[0]} outputs")
-    oh, ow = _conv_window(args, w).conv_output(_spatial(x))
-    if oh <= 0 or ow <= 0:
-        raise NetDefError(f"Conv output would be empty for input {list(x)}")
+    _, (oh, ow) = _conv_window(args, x, w)
     return [(x[0], w[0], oh, ow)]
 
 
 def _conv(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
     x, w = inputs[0], inputs[1]
     group = int(args.get("group", 1))
-    window = _conv_window(args, w.shape)
-    out = window.conv_output(x.shape[2:])
+    window, out = _conv_window(args, x.shape, w.shape)
     cols = _windows(x, window, out, 0.0)  # N, C, OH, OW, KH, KW
     m_per_group = w.shape[0] // group
     c_per_group = w.shape[1]
@@ -83,7 +87,12 @@ def _conv(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list
 
 
 def _deconv_geometry(args: Mapping[str, Any], x: Sequence[int], w: Sequence[int]) -> tuple[Window, tuple[int, int]]:
-    window = _conv_window(args, w)
+    _check_order(args)
+    if legacy_padding(args) is not LegacyPadding.NOTSET:
+        raise NetDefError("ConvTranspose with a legacy_pad strategy is not supported")
+    window = window_geometry(args)
+    if len(w) != 4 or window.kernel != (int(w[2]), int(w[3])):
+        raise NetDefError(f"kernel {list(window.kernel)} does not match the weight shape {list(w)}")
     adj = (int(args.get("adj_h", args.get("adj", 0))), int(args.get("adj_w", args.get("adj", 0))))
     out = tuple(
         window.stride[i] * (x[2 + i] - 1) + window.dilation[i] * (window.kernel[i] - 1) + 1
@@ -94,10 +103,9 @@ def _deconv_geometry(args: Mapping[str, Any], x: Sequence[int], w: Sequence[int]
 
 
 def _deconv_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
-    _check_order(args)
     x, w = shapes[0], shapes[1]
     group = int(args.get("group", 1))
-    if len(w) != 4 or w[0] != x[1]:
+    if len(w) != 4 or w[0] != x[1] or group < 1 or x[1] % group:
         raise NetDefError(f"ConvTranspose weight shape {list(w)} does not fit input {list(x)}")
     _, out = _deconv_geometry(args, x, w)
     return [(x[0], w[1] * group, out[0], out[1])]
@@ -134,13 +142,16 @@ def _deconv(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> li
 # -- pooling ------------------------------------------------------------------------------------
 
 def _pool_window(args: Mapping[str, Any], x: Sequence[int]) -> tuple[Window, tuple[int, int]]:
+    """Real Caffe2's pooling window: no dilation, declared pads smaller than the kernel."""
     _check_order(args)
-    if int(args.get("global_pooling", 0)):
-        window = Window((int(x[2]), int(x[3])), (1, 1), (0, 0, 0, 0), (1, 1))
-        return window, (1, 1)
-    window = window_geometry(args)
-    caffe = int(args.get("legacy_pad", 0)) == CAFFE_LEGACY_POOLING
-    out = window.pool_output(_spatial(x), caffe_ceil=caffe)
+    if not is_global(args):
+        declared = window_geometry(args)
+        if declared.dilation != (1, 1):
+            raise NetDefError("Caffe2's pooling does not support dilation")
+        kernel = declared.kernel * 2
+        if any(pad >= k for pad, k in zip(declared.pads, kernel)):
+            raise NetDefError(f"pads {list(declared.pads)} must be smaller than the kernel {list(declared.kernel)}")
+    window, out = resolve_window(args, _spatial(x))
     if out[0] <= 0 or out[1] <= 0:
         raise NetDefError(f"pooling output would be empty for input {list(x)}")
     return window, out
@@ -159,27 +170,24 @@ def _max_pool(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> 
     return [np.ascontiguousarray(cols.max(axis=(4, 5)), dtype=np.float32)]
 
 
-def _avg_divisor(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, out: int, include_pad: bool) -> np.ndarray:
+def _in_image(size: int, kernel: int, stride: int, pad_begin: int, out: int) -> np.ndarray:
+    """How many cells of each window along one axis lie inside the image."""
     starts = np.arange(out) * stride - pad_begin
-    if include_pad:  # Caffe: windows are clipped to the padded extent, padding cells count
-        ends = np.minimum(starts + kernel, size + pad_end)
-        return (ends - starts).astype(np.float64)
-    ends = np.minimum(starts + kernel, size)
-    return (ends - np.maximum(starts, 0)).astype(np.float64)
+    return (np.minimum(starts + kernel, size) - np.maximum(starts, 0)).astype(np.float64)
 
 
 def _avg_pool(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    """Caffe2's average: ``count_include_pad`` divides by the kernel area, else by the cells inside
+    the image. ``legacy_pad`` changes only the output size, never the divisor."""
     x = inputs[0]
     window, out = _pool_window(args, x.shape)
-    cols = _windows(x, window, out, 0.0)
-    sums = cols.sum(axis=(4, 5), dtype=np.float64)
-    include_pad = (
-        int(args.get("legacy_pad", 0)) == CAFFE_LEGACY_POOLING
-        or bool(int(args.get("count_include_pad", 0)))
-    )
-    div_h = _avg_divisor(x.shape[2], window.kernel[0], window.stride[0], window.pads[0], window.pads[2], out[0], include_pad)
-    div_w = _avg_divisor(x.shape[3], window.kernel[1], window.stride[1], window.pads[1], window.pads[3], out[1], include_pad)
-    y = sums / (div_h[:, None] * div_w[None, :])
+    sums = _windows(x, window, out, 0.0).sum(axis=(4, 5), dtype=np.float64)
+    if int(args.get("count_include_pad", 0)) and not is_global(args):
+        y = sums / float(window.kernel[0] * window.kernel[1])
+    else:
+        div_h = _in_image(x.shape[2], window.kernel[0], window.stride[0], window.pads[0], out[0])
+        div_w = _in_image(x.shape[3], window.kernel[1], window.stride[1], window.pads[1], out[1])
+        y = sums / (div_h[:, None] * div_w[None, :])
     return [np.ascontiguousarray(y, dtype=np.float32)]
 
 
@@ -221,25 +229,32 @@ def _spatial_bn(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -
 
 # -- fully connected and softmax ----------------------------------------------------------------
 
+def _fc_dims(x: Sequence[int], w: Sequence[int], args: Mapping[str, Any]) -> tuple[int, int, int]:
+    """Caffe2's FC: X flattened at ``axis`` to (M, K), W at ``axis_w`` to (N, K)."""
+    axis = int(args.get("axis", 1)) % max(len(x), 1)
+    axis_w = int(args.get("axis_w", 1)) % max(len(w), 1)
+    m, k = int(np.prod(x[:axis], dtype=np.int64)), int(np.prod(x[axis:], dtype=np.int64))
+    n, k_w = int(np.prod(w[:axis_w], dtype=np.int64)), int(np.prod(w[axis_w:], dtype=np.int64))
+    if k != k_w:
+        raise NetDefError(f"FC weight shape {list(w)} does not fit input {list(x)} (axis {axis}, axis_w {axis_w})")
+    return m, k, n
+
+
 def _fc_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
-    x, w = shapes[0], shapes[1]
-    axis = int(args.get("axis", 1))
-    inner = int(np.prod(x[axis:], dtype=np.int64))
-    if len(w) != 2 or w[1] != inner:
-        raise NetDefError(f"FC weight shape {list(w)} does not fit input {list(x)} (axis {axis})")
-    if len(shapes) > 2 and tuple(shapes[2]) != (w[0],):
-        raise NetDefError(f"FC bias shape {list(shapes[2])} does not match {w[0]} outputs")
-    return [tuple(x[:axis]) + (w[0],)]
+    x, w, b = shapes[0], shapes[1], shapes[2]
+    _, _, outputs = _fc_dims(x, w, args)
+    if int(np.prod(b, dtype=np.int64)) != outputs:
+        raise NetDefError(f"FC bias shape {list(b)} does not match {outputs} outputs")
+    axis = int(args.get("axis", 1)) % len(x)
+    return [tuple(x[:axis]) + (outputs,)]
 
 
 def _fc(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
-    x, w = inputs[0], inputs[1]
-    axis = int(args.get("axis", 1))
-    flat = x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)
-    y = flat @ w.T
-    if len(inputs) > 2:
-        y = y + inputs[2]
-    return [y.reshape(x.shape[:axis] + (w.shape[0],)).astype(np.float32)]
+    x, w, b = inputs
+    m, k, outputs = _fc_dims(x.shape, w.shape, args)
+    y = x.reshape(m, k) @ w.reshape(outputs, k).T + b.reshape(-1)
+    axis = int(args.get("axis", 1)) % x.ndim
+    return [y.reshape(x.shape[:axis] + (outputs,)).astype(np.float32)]
 
 
 def _softmax(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
@@ -257,8 +272,8 @@ OPERATORS: dict[str, Operator] = {
     "ConvTranspose": Operator(_deconv, _deconv_shapes, (2, 3)),
     "MaxPool": Operator(_max_pool, _pool_shapes),
     "AveragePool": Operator(_avg_pool, _pool_shapes),
-    "LRN": Operator(_lrn, same_shape),
-    "SpatialBN": Operator(_spatial_bn, _spatial_bn_shapes, (5, 5)),
-    "FC": Operator(_fc, _fc_shapes, (2, 3)),
+    "LRN": Operator(_lrn, same_shape, outputs=(1, 2)),
+    "SpatialBN": Operator(_spatial_bn, _spatial_bn_shapes, (5, 5)),  # test mode: X, scale, bias, mean, var
+    "FC": Operator(_fc, _fc_shapes, (3, 3)),  # Caffe2's FC always has a bias
     "Softmax": Operator(_softmax, same_shape),
 }

@@ -18,13 +18,20 @@ class Operator:
     """A Caffe2 operator as zooforge executes it.
 
     ``kernel(inputs, args, n_outputs)`` computes the outputs; ``shapes(input_shapes, args,
-    n_outputs)`` predicts their shapes without running. ``inputs`` bounds the input count.
+    n_outputs)`` predicts their shapes without running. ``inputs`` and ``outputs`` bound the counts
+    as real Caffe2's operator schema does (an operator outside them fails its schema check there).
+    An operator may leave trailing outputs unwritten, as real Caffe2 does (Dropout's mask in test
+    mode): the kernel and the shape rule then return fewer values.
     """
 
     kernel: Kernel
     shapes: ShapeRule
     inputs: tuple[int, int] = (1, 1)
+    outputs: tuple[int, int] = (1, 1)
 
 
 def same_shape(shapes: Sequence[Shape], args: Mapping[str, Any], n_outputs: int) -> list[Shape]:
     return [tuple(shapes[0])] * n_outputs
+
+
+MANY = 1 << 16  # "any number" in an input or output bound

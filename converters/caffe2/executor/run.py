@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 
 from converters.caffe2.executor import nn, tensor
-from converters.caffe2.executor.operator import Operator, Shape
+from converters.caffe2.executor.operator import MANY, Operator, Shape
 from converters.caffe2.netdef import Caffe2Model, op_args
 from converters.errors import NetDefError, ZooforgeError
 
 OPERATORS: Mapping[str, Operator] = MappingProxyType({**nn.OPERATORS, **tensor.OPERATORS})
+_CONV_POOL = frozenset({"Conv", "ConvTranspose", "MaxPool", "AveragePool"})  # Caffe2's ConvPoolOpBase ops
 
 
 def operator_for(op: Any, index: int) -> Operator:
@@ -23,10 +24,18 @@ def operator_for(op: Any, index: int) -> Operator:
             f"operator {index} ({op.type}, '{op.name or op.output[0]}') is not supported by the "
             f"executor; supported: {', '.join(sorted(OPERATORS))}"
         )
-    low, high = spec.inputs
-    if not low <= len(op.input) <= high:
+    for kind, count, (low, high) in (("inputs", len(op.input), spec.inputs), ("outputs", len(op.output), spec.outputs)):
+        if not low <= count <= high:
+            expected = f"{low}" if low == high else f"{low}..{high}" if high < MANY else f"at least {low}"
+            raise NetDefError(
+                f"operator {index} ({op.type} '{op.name}') has {count} {kind}; Caffe2's schema expects {expected}"
+            )
+    if op.type in _CONV_POOL and (op.name.startswith("Conv") or "Pool" in op.name) and not any(
+        arg.name in ("kernel", "kernel_h", "kernels") for arg in op.arg
+    ):
         raise NetDefError(
-            f"operator {index} ({op.type}) has {len(op.input)} inputs, expected {low}..{high}"
+            f"operator {index} ({op.type} '{op.name}') has no kernel size: real Caffe2 refuses an operator "
+            "named Conv... or ...Pool... without one, even with global_pooling"
         )
     return spec
 
@@ -71,4 +80,7 @@ def run_net(model: Caffe2Model, feeds: Mapping[str, np.ndarray], keep_all: bool 
         workspace.update(zip(op.output, outputs))
     if keep_all:
         return workspace
+    unwritten = [name for name in model.outputs if name not in workspace]
+    if unwritten:
+        raise NetDefError(f"external output(s) {unwritten} are never written")
     return {name: workspace[name] for name in model.outputs}

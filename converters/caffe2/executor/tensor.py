@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from converters.caffe2.executor.operator import Operator, Shape, same_shape
+from converters.caffe2.executor.operator import MANY, Operator, Shape, same_shape
 from converters.errors import NetDefError
 
 _INT64 = 10  # caffe2.TensorProto.INT64
@@ -37,11 +37,10 @@ def _sigmoid(x: np.ndarray, args: Mapping[str, Any]) -> np.ndarray:
 # -- broadcasting arithmetic --------------------------------------------------------------------
 
 def _legacy_broadcast(a: Shape, b: Shape, args: Mapping[str, Any]) -> Shape:
-    """Caffe2's broadcast rule: ``b`` matches a run of ``a``'s dims starting at ``axis``."""
-    if not int(args.get("broadcast", 0)):
-        if tuple(a) != tuple(b):
-            raise NetDefError(f"shapes {list(a)} and {list(b)} differ and broadcast is not set")
-        return tuple(a)
+    """Caffe2's legacy rule (``broadcast=1``): ``b`` matches a run of ``a``'s dims from ``axis``.
+
+    Returns the shape ``b`` takes to broadcast NumPy-style onto ``a``.
+    """
     if len(b) == 0 or (len(b) == 1 and b[0] == 1):
         return (1,) * len(a)
     axis = int(args.get("axis", -1))
@@ -52,17 +51,55 @@ def _legacy_broadcast(a: Shape, b: Shape, args: Mapping[str, Any]) -> Shape:
     return (1,) * axis + tuple(b) + (1,) * (len(a) - axis - len(b))
 
 
+def binary_shapes(a: Shape, b: Shape, args: Mapping[str, Any]) -> tuple[Shape, Shape]:
+    """(the output shape, the shape ``b`` is viewed as) under Caffe2's two broadcasting rules:
+    ``broadcast=1`` is the legacy axis rule, otherwise NumPy's multidirectional rule applies."""
+    if int(args.get("broadcast", 0)):
+        return tuple(a), _legacy_broadcast(a, b, args)
+    try:
+        return tuple(np.broadcast_shapes(tuple(a), tuple(b))), tuple(b)
+    except ValueError:
+        raise NetDefError(f"shapes {list(a)} and {list(b)} do not broadcast (NumPy's rule, broadcast=0)") from None
+
+
 def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Operator:
     def kernel(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
         a, b = inputs
-        b = b.reshape(_legacy_broadcast(a.shape, b.shape, args))
-        return [np.asarray(fn(a, b), dtype=np.float32)]
+        _, view = binary_shapes(a.shape, b.shape, args)
+        return [np.asarray(fn(a, b.reshape(view)), dtype=np.float32)]
 
     def shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
-        _legacy_broadcast(shapes[0], shapes[1], args)
-        return [tuple(shapes[0])]
+        return [binary_shapes(shapes[0], shapes[1], args)[0]]
 
     return Operator(kernel, shapes, (2, 2))
+
+
+def _pow(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x = inputs[0].astype(np.float64)
+    if len(inputs) == 1:
+        return [np.power(x, float(args["exponent"])).astype(np.float32)]
+    exponent = inputs[1].reshape(_pow_view(inputs[0].shape, inputs[1].shape, args))
+    return [np.power(x, exponent.astype(np.float64)).astype(np.float32)]
+
+
+def _pow_view(a: Shape, b: Shape, args: Mapping[str, Any]) -> Shape:
+    """Caffe2's Pow takes an exponent tensor of ``a``'s shape, or the legacy broadcast rule."""
+    if int(args.get("broadcast", 0)):
+        return _legacy_broadcast(a, b, args)
+    if tuple(a) != tuple(b):
+        raise NetDefError(f"Pow exponent shape {list(b)} differs from {list(a)} and broadcast is not set")
+    return tuple(b)
+
+
+def _pow_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    if len(shapes) == 1:
+        if "exponent" not in args:
+            raise NetDefError("Pow needs an 'exponent' argument or a second input")
+    else:
+        if "exponent" in args:
+            raise NetDefError("Pow has both an 'exponent' argument and an exponent input")
+        _pow_view(shapes[0], shapes[1], args)
+    return [tuple(shapes[0])]
 
 
 def _variadic(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Operator:
@@ -77,7 +114,7 @@ def _variadic(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Operator:
             raise NetDefError(f"inputs must share one shape, found {[list(s) for s in shapes]}")
         return [tuple(shapes[0])]
 
-    return Operator(kernel, shapes, (1, 1 << 16))
+    return Operator(kernel, shapes, (1, MANY))
 
 
 def _prelu(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
@@ -131,16 +168,13 @@ def _reshape_spec(args: Mapping[str, Any]) -> list[int]:
 
 
 def _reshape(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    """The reshaped tensor and, as Caffe2's second output, the old shape (int64)."""
     x = inputs[0]
-    outputs = [x.reshape(reshape_target(x.shape, _reshape_spec(args)))]
-    if n > 1:
-        outputs.append(np.asarray(x.shape, dtype=np.int64))
-    return outputs
+    return [x.reshape(reshape_target(x.shape, _reshape_spec(args))), np.asarray(x.shape, dtype=np.int64)]
 
 
 def _reshape_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
-    result = [reshape_target(tuple(shapes[0]), _reshape_spec(args))]
-    return result + [(len(shapes[0]),)] * (n - 1)
+    return [reshape_target(tuple(shapes[0]), _reshape_spec(args)), (len(shapes[0]),)]
 
 
 def _transpose_axes(rank: int, args: Mapping[str, Any]) -> list[int]:
@@ -172,26 +206,46 @@ def slice_bounds(shape: Shape, args: Mapping[str, Any]) -> list[slice]:
     return bounds
 
 
+def _one_axis(shape: Shape, bounds: list[slice]) -> None:
+    cut = [i for i, (dim, b) in enumerate(zip(shape, bounds)) if (b.start, b.stop) != (0, dim)]
+    if len(cut) > 1:
+        raise NetDefError(f"Slice cuts axes {cut}: Caffe2's Slice cuts only one axis (chain one Slice per axis)")
+
+
 def _slice(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
-    return [np.ascontiguousarray(inputs[0][tuple(slice_bounds(inputs[0].shape, args))])]
+    bounds = slice_bounds(inputs[0].shape, args)
+    _one_axis(inputs[0].shape, bounds)
+    return [np.ascontiguousarray(inputs[0][tuple(bounds)])]
 
 
 def _slice_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
     shape = tuple(shapes[0])
     bounds = slice_bounds(shape, args)
+    _one_axis(shape, bounds)
     return [tuple(b.stop - b.start for b in bounds) + shape[len(bounds):]]
 
 
+def concat_axis(args: Mapping[str, Any], rank: int) -> int:
+    """Caffe2's Concat axis: ``axis``, or from ``order`` (NCHW: 1, NHWC: last), never both."""
+    if "axis" in args and "order" in args:
+        raise NetDefError("Concat has both 'axis' and 'order' (Caffe2 refuses that)")
+    if int(args.get("add_axis", 0)):
+        raise NetDefError("Concat with add_axis is not supported")
+    if "order" in args:
+        order = args["order"]
+        if order not in ("NCHW", "NHWC"):
+            raise NetDefError(f"Concat order {order!r} is neither NCHW nor NHWC")
+        return 1 if order == "NCHW" else rank - 1
+    return int(args.get("axis", 1)) % rank
+
+
 def _concat(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
-    axis = int(args.get("axis", 1))
-    outputs = [np.concatenate(inputs, axis=axis)]
-    if n > 1:
-        outputs.append(np.asarray([x.shape[axis] for x in inputs], dtype=np.int32))
-    return outputs
+    axis = concat_axis(args, inputs[0].ndim)
+    return [np.concatenate(inputs, axis=axis), np.asarray([x.shape[axis] for x in inputs], dtype=np.int32)]
 
 
 def _concat_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
-    axis = int(args.get("axis", 1)) % len(shapes[0])
+    axis = concat_axis(args, len(shapes[0]))
     first = list(shapes[0])
     for shape in shapes[1:]:
         if len(shape) != len(first) or any(
@@ -199,7 +253,7 @@ def _concat_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> 
         ):
             raise NetDefError(f"Concat inputs {[list(s) for s in shapes]} differ off axis {axis}")
     first[axis] = sum(int(s[axis]) for s in shapes)
-    return [tuple(first)] + [(len(shapes),)] * (n - 1)
+    return [tuple(first), (len(shapes),)]
 
 
 def _split_sizes(shape: Shape, args: Mapping[str, Any], n: int) -> list[int]:
@@ -252,12 +306,14 @@ def _cast(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list
 
 
 def _dropout(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    """Test-mode Dropout copies its input; like real Caffe2 it leaves the mask output unwritten."""
+    return [inputs[0]]
+
+
+def _dropout_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
     if not int(args.get("is_test", 0)):
         raise NetDefError("Dropout runs only in test mode here (is_test=1)")
-    outputs = [inputs[0]]
-    if n > 1:
-        outputs.append(np.ones(inputs[0].shape, dtype=bool))
-    return outputs
+    return [tuple(shapes[0])]
 
 
 OPERATORS: dict[str, Operator] = {
@@ -272,10 +328,10 @@ OPERATORS: dict[str, Operator] = {
     "Log": _unary(lambda x, a: np.log(x)),
     "Softplus": _unary(_softplus),
     "Sqr": _unary(lambda x, a: x * x),
-    "Pow": _unary(lambda x, a: np.power(x.astype(np.float64), float(a["exponent"]))),
+    "Pow": Operator(_pow, _pow_shapes, (1, 2)),
     "Scale": _unary(lambda x, a: x * np.float32(a.get("scale", 1.0))),
     "Copy": Operator(lambda i, a, n: [i[0].copy()], same_shape),
-    "Dropout": Operator(_dropout, same_shape),
+    "Dropout": Operator(_dropout, _dropout_shapes, outputs=(1, 2)),
     "Add": _binary(np.add),
     "Sub": _binary(np.subtract),
     "Mul": _binary(np.multiply),
@@ -283,11 +339,11 @@ OPERATORS: dict[str, Operator] = {
     "Sum": _variadic(np.add),
     "Max": _variadic(np.maximum),
     "Flatten": Operator(_flatten, _flatten_shapes),
-    "Reshape": Operator(_reshape, _reshape_shapes),
+    "Reshape": Operator(_reshape, _reshape_shapes, outputs=(2, 2)),  # Caffe2: the result and the old shape
     "Transpose": Operator(_transpose, _transpose_shapes),
     "Slice": Operator(_slice, _slice_shapes),
-    "Concat": Operator(_concat, _concat_shapes, (1, 1 << 16)),
-    "Split": Operator(_split, _split_shapes),
+    "Concat": Operator(_concat, _concat_shapes, (1, MANY), (2, 2)),  # Caffe2: the result and split_info
+    "Split": Operator(_split, _split_shapes, outputs=(1, MANY)),
     "ArgMax": Operator(_argmax, _argmax_shapes),
     "Cast": Operator(_cast, same_shape),
 }

@@ -1,14 +1,16 @@
 """Handlers for activations and arithmetic.
 
 Caffe2's binary operators broadcast the second input onto a run of the first's dims starting at
-``axis``. ONNX said the same with ``broadcast``/``axis`` attributes until opset 7 and uses NumPy's
-rule since, for which the second input is reshaped to line up with the trailing dims.
+``axis`` (``broadcast=1``), or NumPy-style (``broadcast=0``). ONNX said the first with
+``broadcast``/``axis`` attributes until opset 7 and uses NumPy's rule since, for which a legacy
+operand is reshaped to line up with the trailing dims.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from converters.errors import ExportError
 from converters.onnx.context import OpEmitter
 from converters.onnx.handlers.base import Handler
 
@@ -51,14 +53,36 @@ def _aligned(e: OpEmitter, index: int) -> str:
     return e.shaped_input(index, (*b, *([1] * trailing)))
 
 
+def _legacy_operand(e: OpEmitter) -> tuple[str, dict[str, object]]:
+    """Input 1 and the ``broadcast``/``axis`` attributes that express the op before opset 7."""
+    a, b = e.in_shape(0), e.in_shape(1)
+    if int(e.args.get("broadcast", 0)):
+        attrs: dict[str, object] = {"broadcast": 1}
+        if "axis" in e.args and len(b):
+            attrs["axis"] = int(e.args["axis"])
+        return e.inputs[1], attrs
+    if tuple(a) == tuple(b):
+        return e.inputs[1], {}
+    # Caffe2's NumPy-style broadcasting (broadcast=0): legacy ONNX can say it only when the
+    # second input's non-1 dims are one run of the first's dims.
+    if tuple(e.out_shape(0)) != tuple(a):
+        raise ExportError(f"{e.label}: broadcasting that enlarges the first input needs opset 7 or later")
+    padded = (1,) * (len(a) - len(b)) + tuple(b)
+    kept = [i for i, d in enumerate(padded) if d != 1]
+    if not kept:
+        return e.shaped_input(1, (1,)), {"broadcast": 1}
+    first, last = kept[0], kept[-1] + 1
+    if padded[first:last] != tuple(a[first:last]):
+        raise ExportError(
+            f"{e.label}: shape {list(b)} broadcasts onto {list(a)} in a way ONNX before opset 7 cannot express"
+        )
+    return e.shaped_input(1, tuple(a[first:last])), {"broadcast": 1, "axis": first}
+
+
 def _binary(caffe2_type: str, onnx_type: str, since: tuple[int, ...]) -> type[Handler]:
     def legacy(cls: type[Handler], e: OpEmitter) -> None:
-        attrs: dict[str, object] = {}
-        if int(e.args.get("broadcast", 0)):
-            attrs["broadcast"] = 1
-            if "axis" in e.args and len(e.in_shape(1)):
-                attrs["axis"] = int(e.args["axis"])
-        e.node(onnx_type, e.inputs[:2], e.outputs[:1], **attrs)
+        operand, attrs = _legacy_operand(e)
+        e.node(onnx_type, [e.inputs[0], operand], e.outputs[:1], **attrs)
 
     def numpy_style(cls: type[Handler], e: OpEmitter) -> None:
         e.node(onnx_type, [e.inputs[0], _aligned(e, 1)], e.outputs[:1])
@@ -150,23 +174,32 @@ class Sqr(Handler):
 
 
 class Pow(Handler):
-    """Caffe2's Pow raises to a constant ``exponent`` argument; ONNX takes it as an input."""
+    """Caffe2's Pow raises to an ``exponent`` argument or input; ONNX always takes an input."""
 
     caffe2_type = "Pow"
-    emits = ("Pow",)
+    emits = ("Pow", "Reshape")
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
+        if len(e.inputs) > 1:
+            operand, attrs = _legacy_operand(e)
+            e.node("Pow", [e.inputs[0], operand], e.outputs[:1], **attrs)
+            return
         exponent = e.const("exponent", float(e.args["exponent"]))
         e.node("Pow", [e.inputs[0], exponent], e.outputs[:1], broadcast=1)
 
+    version_5 = version_1  # Reshape's shape input (handled in OpEmitter.reshape)
+
     @classmethod
     def version_7(cls, e: OpEmitter) -> None:
+        if len(e.inputs) > 1:
+            e.node("Pow", [e.inputs[0], _aligned(e, 1)], e.outputs[:1])
+            return
         e.node("Pow", [e.inputs[0], e.const("exponent", float(e.args["exponent"]))], e.outputs[:1])
 
-    version_12 = version_7
-    version_13 = version_7
-    version_15 = version_7
+    # Pow: types; Reshape (operand alignment): types, allowzero (unused).
+    version_12 = version_13 = version_14 = version_15 = version_19 = version_21 = version_7
+    version_23 = version_24 = version_25 = version_7
 
 
 HANDLERS = (

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING, Window, window_geometry
+from converters.caffe2.executor.geometry import (
+    LegacyPadding, Window, is_global, legacy_padding, pool_extent, resolve_window, window_geometry,
+)
 from converters.errors import ExportError
 from converters.onnx.context import OpEmitter
 from converters.onnx.handlers.base import Handler
@@ -26,8 +28,7 @@ class Conv(Handler):
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
-        w = e.in_shape(1)
-        window = window_geometry(e.args, kernel_from=(w[2], w[3]))
+        window, _ = resolve_window(e.args, e.in_shape(0)[2:4])  # legacy_pad resolved to explicit pads
         e.node("Conv", e.inputs, e.outputs[:1], **_conv_attrs(e, window))
 
     version_11 = version_1
@@ -40,8 +41,7 @@ class ConvTranspose(Handler):
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
-        w = e.in_shape(1)
-        window = window_geometry(e.args, kernel_from=(w[2], w[3]))
+        window = window_geometry(e.args)
         adj = [int(e.args.get("adj_h", e.args.get("adj", 0))), int(e.args.get("adj_w", e.args.get("adj", 0)))]
         e.node(
             "ConvTranspose", e.inputs, e.outputs[:1], **_conv_attrs(e, window),
@@ -55,16 +55,18 @@ class ConvTranspose(Handler):
 def _pool_plan(e: OpEmitter) -> tuple[Window, list[int]]:
     """The window and the exact ONNX pads (begin..., end...) that give the Caffe2 output size.
 
-    Caffe's ceil rounding (``legacy_pad=3``) becomes extra end padding at the known input size,
-    which is exact at every opset; floor rounding needs none.
+    The leading pads are the ones Caffe2 uses; the trailing ones are the least that make the last
+    window fit (Caffe2's own trailing pad under ``CAFFE_LEGACY_POOLING`` may overshoot, which ONNX
+    runtimes refuse when it reaches the kernel size). Exact at every opset.
     """
-    window = window_geometry(e.args)
     x, y = e.in_shape(0), e.out_shape(0)
+    window, _ = resolve_window(e.args, x[2:4])
     pads = list(window.pads)
+    if legacy_padding(e.args) is LegacyPadding.CAFFE_LEGACY_POOLING:
+        pads[2:] = pads[:2]
     for axis in range(2):
         covered = (y[2 + axis] - 1) * window.stride[axis] + window.kernel[axis]
-        available = x[2 + axis] + pads[axis] + pads[axis + 2]
-        pads[axis + 2] += max(0, covered - available)
+        pads[axis + 2] += max(0, covered - (x[2 + axis] + pads[axis] + pads[axis + 2]))
     for axis in range(2):
         if max(pads[axis], pads[axis + 2]) >= window.kernel[axis]:
             raise ExportError(
@@ -77,19 +79,25 @@ def _ceil_mode_exact(e: OpEmitter, window: Window) -> bool:
     """Whether ONNX's ``ceil_mode`` (opset 10+) gives this Caffe-rounded pooling's output size.
 
     ONNX rounds up and drops a last window that starts in the end padding, as Caffe does; with
-    symmetric padding the sizes agree, and the runtimes then also agree on the averages' divisors.
+    symmetric padding the sizes agree.
     """
-    if int(e.args.get("legacy_pad", 0)) != CAFFE_LEGACY_POOLING:
+    if legacy_padding(e.args) is not LegacyPadding.CAFFE_LEGACY_POOLING:
         return False
     pads = window.pads
-    if pads[0] != pads[2] or pads[1] != pads[3]:
-        return False
     x, y = e.in_shape(0), e.out_shape(0)
-    return window.pool_output((x[2], x[3]), caffe_ceil=True) == (y[2], y[3])
+    return all(
+        pool_extent(x[2 + a], window.kernel[a], window.stride[a], pads[a], pads[a], True) == y[2 + a]
+        for a in range(2)
+    )
+
+
+def _symmetric(window: Window) -> list[int]:
+    """The leading pads repeated at the end (what ``ceil_mode`` pairs with)."""
+    return list(window.pads[:2]) * 2
 
 
 def _is_global(e: OpEmitter) -> bool:
-    return bool(int(e.args.get("global_pooling", 0)))
+    return is_global(e.args)
 
 
 class MaxPool(Handler):
@@ -116,9 +124,10 @@ class MaxPool(Handler):
             e.node("GlobalMaxPool", e.inputs, e.outputs)
             return
         window, pads = _pool_plan(e)
-        if pads != list(window.pads) and _ceil_mode_exact(e, window):
+        symmetric = _symmetric(window)
+        if pads != symmetric and _ceil_mode_exact(e, window):
             e.node("MaxPool", e.inputs, e.outputs, kernel_shape=list(window.kernel),
-                   strides=list(window.stride), pads=list(window.pads), ceil_mode=1)
+                   strides=list(window.stride), pads=symmetric, ceil_mode=1)
             return
         cls.version_1(e)
 
@@ -126,7 +135,11 @@ class MaxPool(Handler):
 
 
 class AveragePool(Handler):
-    """Averages divide as Caffe does: padding cells count, cells past the padded input don't."""
+    """Caffe2's divisor: the whole kernel with ``count_include_pad``, else the cells in the image.
+
+    ``legacy_pad`` changes only the output size. With the pads made explicit, every window lies in
+    the padded input, so ONNX's ``count_include_pad`` also divides by the whole kernel.
+    """
 
     caffe2_type = "AveragePool"
     emits = ("AveragePool", "GlobalAveragePool", "Pad")
@@ -138,28 +151,22 @@ class AveragePool(Handler):
             e.node("GlobalAveragePool", e.inputs, e.outputs)
             return
         window, pads = _pool_plan(e)
-        declared = list(window.pads)
-        caffe = int(e.args.get("legacy_pad", 0)) == CAFFE_LEGACY_POOLING
-        include_pad = caffe or bool(int(e.args.get("count_include_pad", 0)))
         attrs = {"kernel_shape": list(window.kernel), "strides": list(window.stride)}
-        if has_ceil_mode and pads != declared and _ceil_mode_exact(e, window):
-            e.node("AveragePool", e.inputs, e.outputs, pads=declared, ceil_mode=1,
-                   count_include_pad=1 if include_pad and any(declared) else None, **attrs)
-            return
-        if not include_pad or not any(declared):
-            # Excluding pads: ONNX's default divisor already clips to the input.
+        if not int(e.args.get("count_include_pad", 0)) or not any(pads):
+            # Cells outside the image never count: ONNX's default divisor.
+            symmetric = _symmetric(window)
+            if has_ceil_mode and pads != symmetric and _ceil_mode_exact(e, window):
+                e.node("AveragePool", e.inputs, e.outputs, pads=symmetric, ceil_mode=1, **attrs)
+                return
             e.node("AveragePool", e.inputs, e.outputs, pads=pads, **attrs)
             return
-        if pads == declared and has_count_include_pad:
+        if has_count_include_pad:
             e.node("AveragePool", e.inputs, e.outputs, pads=pads, count_include_pad=1, **attrs)
             return
-        # Declared padding counts, the ceil extension doesn't: pad with zeros explicitly, then
-        # pool with only the extension as (excluded) padding.
+        # Before count_include_pad: pad with zeros explicitly, then pool without padding.
         padded = e.temp("padded")
-        full = [0, 0, declared[0], declared[1], 0, 0, declared[2], declared[3]]
-        _pad(e, e.inputs[0], padded, full)
-        extension = [0, 0, pads[2] - declared[2], pads[3] - declared[3]]
-        e.node("AveragePool", [padded], e.outputs, pads=extension, **attrs)
+        _pad(e, e.inputs[0], padded, [0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]])
+        e.node("AveragePool", [padded], e.outputs, pads=[0, 0, 0, 0], **attrs)
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
