@@ -108,10 +108,10 @@ class MaxPool(Handler):
     def version_1(cls, e: OpEmitter) -> None:
         e.unused_outputs_only(1)
         if _is_global(e):
-            e.node("GlobalMaxPool", e.inputs, e.outputs)
+            e.node("GlobalMaxPool", e.inputs, e.outputs[:1])
             return
         window, pads = _pool_plan(e)
-        e.node("MaxPool", e.inputs, e.outputs, kernel_shape=list(window.kernel),
+        e.node("MaxPool", e.inputs, e.outputs[:1], kernel_shape=list(window.kernel),
                strides=list(window.stride), pads=pads)
 
     version_8 = version_1
@@ -121,12 +121,12 @@ class MaxPool(Handler):
         """Caffe's rounding as ``ceil_mode`` where it is exact; explicit end padding elsewhere."""
         e.unused_outputs_only(1)
         if _is_global(e):
-            e.node("GlobalMaxPool", e.inputs, e.outputs)
+            e.node("GlobalMaxPool", e.inputs, e.outputs[:1])
             return
         window, pads = _pool_plan(e)
         symmetric = _symmetric(window)
         if pads != symmetric and _ceil_mode_exact(e, window):
-            e.node("MaxPool", e.inputs, e.outputs, kernel_shape=list(window.kernel),
+            e.node("MaxPool", e.inputs, e.outputs[:1], kernel_shape=list(window.kernel),
                    strides=list(window.stride), pads=symmetric, ceil_mode=1)
             return
         cls.version_1(e)
@@ -148,7 +148,7 @@ class AveragePool(Handler):
     def _emit(cls, e: OpEmitter, has_count_include_pad: bool, has_ceil_mode: bool = False) -> None:
         e.unused_outputs_only(1)
         if _is_global(e):
-            e.node("GlobalAveragePool", e.inputs, e.outputs)
+            e.node("GlobalAveragePool", e.inputs, e.outputs[:1])
             return
         window, pads = _pool_plan(e)
         attrs = {"kernel_shape": list(window.kernel), "strides": list(window.stride)}
@@ -156,17 +156,17 @@ class AveragePool(Handler):
             # Cells outside the image never count: ONNX's default divisor.
             symmetric = _symmetric(window)
             if has_ceil_mode and pads != symmetric and _ceil_mode_exact(e, window):
-                e.node("AveragePool", e.inputs, e.outputs, pads=symmetric, ceil_mode=1, **attrs)
+                e.node("AveragePool", e.inputs, e.outputs[:1], pads=symmetric, ceil_mode=1, **attrs)
                 return
-            e.node("AveragePool", e.inputs, e.outputs, pads=pads, **attrs)
+            e.node("AveragePool", e.inputs, e.outputs[:1], pads=pads, **attrs)
             return
         if has_count_include_pad:
-            e.node("AveragePool", e.inputs, e.outputs, pads=pads, count_include_pad=1, **attrs)
+            e.node("AveragePool", e.inputs, e.outputs[:1], pads=pads, count_include_pad=1, **attrs)
             return
         # Before count_include_pad: pad with zeros explicitly, then pool without padding.
         padded = e.temp("padded")
         _pad(e, e.inputs[0], padded, [0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]])
-        e.node("AveragePool", [padded], e.outputs, pads=[0, 0, 0, 0], **attrs)
+        e.node("AveragePool", [padded], e.outputs[:1], pads=[0, 0, 0, 0], **attrs)
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
@@ -203,7 +203,7 @@ class LRN(Handler):
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
         e.unused_outputs_only(1)
-        e.node("LRN", e.inputs, e.outputs, size=int(e.args["size"]), alpha=float(e.args.get("alpha", 0)),
+        e.node("LRN", e.inputs, e.outputs[:1], size=int(e.args["size"]), alpha=float(e.args.get("alpha", 0)),
                beta=float(e.args.get("beta", 0)), bias=float(e.args.get("bias", 1.0)))
 
     version_13 = version_1
@@ -262,7 +262,7 @@ class SpatialBN(Handler):
     @classmethod
     def _emit(cls, e: OpEmitter, **legacy: object) -> None:
         e.unused_outputs_only(1)
-        e.node("BatchNormalization", e.inputs, e.outputs, epsilon=float(e.args.get("epsilon", 1e-5)), **legacy)
+        e.node("BatchNormalization", e.inputs, e.outputs[:1], epsilon=float(e.args.get("epsilon", 1e-5)), **legacy)
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
@@ -293,7 +293,7 @@ class Softmax(Handler):
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
         axis = int(e.args.get("axis", 1))
-        e.node("Softmax", e.inputs, e.outputs, axis=axis if axis != 1 else None)
+        e.node("Softmax", e.inputs, e.outputs[:1], axis=axis if axis != 1 else None)
 
     version_5 = version_9 = version_11 = version_1
 
@@ -302,7 +302,7 @@ class Softmax(Handler):
         shape = e.in_shape(0)
         axis = int(e.args.get("axis", 1)) % len(shape)
         if axis == len(shape) - 1:
-            e.node("Softmax", e.inputs, e.outputs, axis=axis)
+            e.node("Softmax", e.inputs, e.outputs[:1], axis=axis)
             return
         flat, normed = e.temp("rows"), e.temp("softmax")
         e.node("Flatten", e.inputs, [flat], axis=axis)
@@ -326,7 +326,7 @@ class Dropout(Handler):
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
         e.unused_outputs_only(1)
-        e.node("Dropout", e.inputs, e.outputs, ratio=cls._ratio(e), is_test=1)
+        e.node("Dropout", e.inputs, e.outputs[:1], ratio=cls._ratio(e), is_test=1)
 
     version_6 = version_1
 
