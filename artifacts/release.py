@@ -36,7 +36,9 @@ from converters.caffe2.netdef import write_caffe2
 from converters.errors import InputFileError, ZooforgeError
 from converters.fileio import atomic_write_bytes, current_umask
 from versioning import opset_info
-from versioning.runtime import ONNXRUNTIME, ORT_MIN_OPSET, REFERENCE, Session
+from versioning.runtime import (
+    ONNXRUNTIME, ONNXRUNTIME_LIFTED, ORT_MIN_OPSET, REFERENCE, RUNTIME_DESCRIPTIONS, Session,
+)
 
 DEFAULT_OPSETS = (3, 6, 7, 8, 9, 12)
 Progress = Callable[[str], None]
@@ -124,9 +126,10 @@ class _Packed:
 
 
 def _package(root: Path, options: ReleaseOptions, stem: str, write_model: Callable[[Path], None],
-             feeds: Sequence[dict], outputs_for: Callable[[Path, list[dict]], list[list]], runtime: str,
-             header: onnx.ModelProto | None = None, external: Sequence[str] = ()) -> _Packed:
-    """Write ``<stem>.onnx`` and ``<stem>.tar.gz`` (model + test sets), validated on ``runtime``.
+             feeds: Sequence[dict], outputs_for: Callable[[Path, list[dict]], list[list]],
+             runtimes: Sequence[str], header: onnx.ModelProto | None = None,
+             external: Sequence[str] = ()) -> _Packed:
+    """Write ``<stem>.onnx`` and ``<stem>.tar.gz`` (model + test sets), validated on ``runtimes``.
 
     ``outputs_for(model_path, graph_feeds)`` gives each test set's expected outputs: the source
     model's for fp32 variants, the quantized model's own for quantized ones.
@@ -149,7 +152,7 @@ def _package(root: Path, options: ReleaseOptions, stem: str, write_model: Callab
         npz = staging / f"test_data_{index}.npz"
         write_npz(npz, test_set)
         members.append((npz.name, npz))
-    report = validate_path(staging, options.tolerance, runtimes=[runtime])
+    report = validate_path(staging, options.tolerance, runtimes=list(runtimes))
     if not report.passed:
         raise ReleaseError(f"variant {stem} fails parity with the source model: " + "; ".join(report.failures()))
     archive = root / f"{stem}.tar.gz"
@@ -185,8 +188,9 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
         stamp(variant.skeleton, lineage)
         lineages[f"{stem}.onnx"] = lineages[f"{stem}.tar.gz"] = lineage
         packed = _package(root, options, stem, variant.save, feeds, lambda path, _: expected,
-                          parity_runtime(opset), graph, large)
-        summary.parity.append({"variant": stem, "opset": opset, "passed": True, "report": packed.record})
+                          parity_runtimes(opset), graph, large)
+        summary.parity.append({"variant": stem, "opset": opset, "passed": True, "report": packed.record,
+                               "runtimes": {r: RUNTIME_DESCRIPTIONS[r] for r in parity_runtimes(opset)}})
         parity_lines.append(_parity_line(stem, packed.report))
         release = opset_info(opset).onnx_release.removesuffix(".0")
         entries.append(manifest_entry(Artifact(source.title, packed.model_path, packed.archive, release, opset,
@@ -225,7 +229,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
                 stamp(model, lineage)
                 atomic_write_bytes(path, model.SerializeToString(deterministic=True))
 
-            packed = _package(root, options, stem, write_quantized, feeds, _own_outputs, ONNXRUNTIME)
+            packed = _package(root, options, stem, write_quantized, feeds, _own_outputs, [ONNXRUNTIME])
             agreement = top1_agreement(quant_base, packed.model_path, [*feeds, *plan.calibration_feeds(settings)],
                                        len(feeds))
             summary.parity.append({"variant": stem, "format": fmt, "calibration": described,
@@ -340,10 +344,12 @@ def _evaluate(options: ReleaseOptions, source: ReleaseSource, root: Path, rows: 
     return updated, sentence
 
 
-def parity_runtime(opset: int) -> str:
-    """The build checks each variant on the runtime a user would run it with: onnxruntime from
-    opset 7, the reference evaluator below. ``zoo-validate`` adds the reference evaluator at 7+."""
-    return ONNXRUNTIME if opset >= ORT_MIN_OPSET else REFERENCE
+def parity_runtimes(opset: int) -> tuple[str, ...]:
+    """The runtimes the build checks each fp32 variant on: onnxruntime from opset 7; below it the
+    reference evaluator (what runs that opset) and, since its kernels compute as the executor
+    does, onnxruntime on the variant lifted to opset 7, which shares no code with the executor.
+    ``zoo-validate`` adds the reference evaluator at 7+."""
+    return (ONNXRUNTIME,) if opset >= ORT_MIN_OPSET else (REFERENCE, ONNXRUNTIME_LIFTED)
 
 
 def _relabel(value, old: str, new: str):  # noqa: ANN001, ANN202 - JSON-like data
@@ -363,10 +369,12 @@ def _ports(graph: onnx.ModelProto, large: Sequence[str], kind: str) -> list[tupl
 
 
 def _parity_line(stem: str, report) -> str:  # noqa: ANN001
-    worst = max((o.max_abs for s in report.sets for o in s.outputs), default=0.0)
-    runtimes = sorted({s.runtime for s in report.sets})
     sets = len({s.test_set for s in report.sets})
-    return f"`{stem}`: {sets} test sets on {', '.join(runtimes)}: pass, max abs error {worst:.1e}"
+    per_runtime = []
+    for runtime in sorted({s.runtime for s in report.sets}):
+        worst = max((o.max_abs for s in report.sets if s.runtime == runtime for o in s.outputs), default=0.0)
+        per_runtime.append(f"{runtime} {worst:.1e}")
+    return f"`{stem}`: {sets} test sets, pass; max abs error on " + ", ".join(per_runtime)
 
 
 def _notes(source: ReleaseSource, options: ReleaseOptions) -> list[str]:
@@ -375,6 +383,9 @@ def _notes(source: ReleaseSource, options: ReleaseOptions) -> list[str]:
         f"numpy.random.default_rng({options.recipe.seed} + N); expected outputs come from the source model.",
         f"Tolerances: rtol {options.tolerance.rtol:g}, atol {options.tolerance.atol:g}.",
     ]
+    used = dict.fromkeys(r for opset in options.opsets for r in parity_runtimes(opset))
+    notes.append("Runtimes that checked the variants: " + "; ".join(
+        f"`{runtime}`: {RUNTIME_DESCRIPTIONS[runtime]}" for runtime in sorted(used)) + ".")
     if source.options.compat == "zoo":
         notes.append("Built with --compat zoo: the published zoo graph's pooling, which departs from Caffe "
                      "at some input sizes; test outputs come from that same graph's NetDef.")

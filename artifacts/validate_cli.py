@@ -61,8 +61,9 @@ def _print_report(report: ValidationReport, quiet: bool) -> None:
               help="Absolute tolerance (see --rtol). NaN matches NaN; infinities must match exactly.")
 @click.option("--runtime", "runtimes", multiple=True, type=click.Choice(RUNTIMES),
               help="Run only this runtime (repeatable). Default: every runtime the model's opset allows: "
-                   "onnxruntime and the reference evaluator from opset 7, the reference evaluator with "
-                   "zooforge's legacy kernels below.")
+                   "onnxruntime and the reference evaluator from opset 7; below it the reference evaluator "
+                   "with zooforge's legacy kernels and onnxruntime-lifted (onnxruntime on the model lifted "
+                   "in memory to opset 7 by zooforge's converter).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also write the full report (per-output max abs/rel and mean abs error, worst element "
                    "index, and the figures needed to re-threshold it later) as JSON.")

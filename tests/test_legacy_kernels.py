@@ -503,10 +503,38 @@ def test_run_model_picks_onnxruntime_from_opset7(monkeypatch):
 
 
 def test_available_runtimes():
-    assert runtime.available_runtimes(_relu(3)) == ["reference"]
-    assert runtime.available_runtimes(_relu(6)) == ["reference"]
+    assert runtime.available_runtimes(_relu(3)) == ["reference", "onnxruntime-lifted"]
+    assert runtime.available_runtimes(_relu(6)) == ["reference", "onnxruntime-lifted"]
     assert runtime.available_runtimes(_relu(7)) == ["onnxruntime", "reference"]
     assert runtime.select_runtime(_relu(7)) == "onnxruntime"
+
+
+def test_lifted_runtime_runs_legacy_opsets_on_onnxruntime(monkeypatch):
+    import onnxruntime
+
+    seen = []
+    original = onnxruntime.InferenceSession.__init__
+
+    def spy(self, source, *args, **kwargs):
+        seen.append(onnx.load_from_string(source) if isinstance(source, bytes) else onnx.load(source))
+        original(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "__init__", spy)
+    for opset in (3, 6):
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], **({"consumed_inputs": [0]} if opset < 6 else {}))], "relu",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x4().shape))],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x4().shape))])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 3
+        session = runtime.Session("onnxruntime-lifted", model)
+        np.testing.assert_array_equal(session.run({"x": x4()})["y"], np.maximum(x4(), 0))
+        assert session.lifted_from == opset
+        assert [i.version for i in seen[-1].opset_import] == [7]  # onnxruntime got the lifted model
+
+
+def test_lifted_runtime_refuses_models_that_need_no_lift():
+    with pytest.raises(runtime.RuntimeUnavailableError, match="needs no lift"):
+        runtime.Session("onnxruntime-lifted", _relu(7))
 
 
 def test_run_model_accepts_bytes_and_paths(tmp_path):

@@ -91,8 +91,8 @@ def test_written_at_every_opset_matches_the_executor(sources, name: str, opset: 
     print(f"{name} opset {opset} IR {model.ir_version}: " +
           ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
     assert errors and max(errors.values()) <= TOLERANCE, errors
-    if opset < 7:
-        assert list(errors) == ["reference"]
+    if opset < 7:  # the reference evaluator, and onnxruntime on the model lifted to opset 7
+        assert list(errors) == ["reference", "onnxruntime-lifted"]
     else:
         assert "onnxruntime" in errors
 

@@ -258,6 +258,21 @@ def test_parity_json(release):
         assert {s["test_set"] for s in record["report"]["sets"]} == {f"test_data_set_{n}" for n in range(3)}
 
 
+def test_every_variant_is_checked_by_a_runtime_independent_of_the_executor(release):
+    """Below opset 7 the reference evaluator's kernels compute as the executor does; the variant is
+    also run on onnxruntime after a lift to opset 7, and parity.json and the README say so."""
+    records = {r["opset"]: r for r in json.loads((release / "parity.json").read_text())}
+    for opset, record in records.items():
+        ran = {s["runtime"] for s in record["report"]["sets"]}
+        expected = {"reference", "onnxruntime-lifted"} if opset < 7 else {"onnxruntime"}
+        assert ran == expected == set(record["runtimes"]), opset
+        assert all(s["error"] is None and s["passed"] for s in record["report"]["sets"])
+    assert "lifted in memory to opset 7" in records[3]["runtimes"]["onnxruntime-lifted"]
+    text = (release / "README.md").read_text()
+    assert f"`{NAME}-3`: 3 test sets, pass; max abs error on onnxruntime-lifted " in text
+    assert "`onnxruntime-lifted`: onnxruntime (CPU) on the model lifted in memory to opset 7" in text
+
+
 def test_zoo_validate_accepts_release(release):
     result = CliRunner().invoke(validate_cli.main, [str(release)])
     assert result.exit_code == 0, result.output

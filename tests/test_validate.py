@@ -65,7 +65,7 @@ def test_backend_folder_passes_in_every_runtime(shared: Path, rel: str) -> None:
     report = validate_path(shared / "onnx" / rel)
     assert report.passed, report.failures()
     opset = onnx.load(shared / "onnx" / rel / "model.onnx", load_external_data=False).opset_import[0].version
-    expected = {"onnxruntime", "reference"} if opset >= 7 else {"reference"}
+    expected = {"onnxruntime", "reference"} if opset >= 7 else {"reference", "onnxruntime-lifted"}
     assert {s.runtime for s in report.sets} == expected
     assert all(o.compared for s in report.sets for o in s.outputs)
 
@@ -79,7 +79,7 @@ def test_backend_groups_cover_what_the_brief_names(shared: Path) -> None:
 def test_cli_on_a_collection_folder_exits_0(shared: Path) -> None:
     result = invoke(shared / "onnx" / "pytorch-operator")
     assert result.exit_code == 0, result.output
-    assert result.output.count("PASS") == 7
+    assert result.output.count("PASS") == 14  # 7 opset-6 folders, each on reference and onnxruntime-lifted
     assert "FAIL" not in result.output
 
 
@@ -138,7 +138,8 @@ def test_release_folder_checks_standalone_models(shared: Path, tmp_path: Path) -
     report = validate_path(release)
     assert report.passed, report.failures()
     assert [(Path(s.model).name, s.runtime) for s in report.sets] == [
-        ("conv-6.tgz", "reference"), ("relu-9.tar.gz", "onnxruntime"), ("relu-9.tar.gz", "reference")]
+        ("conv-6.tgz", "reference"), ("conv-6.tgz", "onnxruntime-lifted"), ("relu-9.tar.gz", "onnxruntime"),
+        ("relu-9.tar.gz", "reference")]
     assert any("lonely-9.onnx: no test data" in w for w in report.warnings)
 
     model = onnx.load(release / "relu-9.onnx")

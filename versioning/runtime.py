@@ -2,7 +2,11 @@
 
 onnxruntime (CPU) runs opset >= 7; it refuses older models. Below that, and whenever
 onnxruntime cannot load a model, the model runs on ``onnx.reference.ReferenceEvaluator`` with
-zooforge's legacy and corrected kernels (:mod:`versioning.legacy_ops`).
+zooforge's legacy and corrected kernels (:mod:`versioning.legacy_ops`). Those kernels compute
+as zooforge's Caffe2 executor does (im2col, the same float32 products), so a check on them alone
+proves little: ``onnxruntime-lifted`` runs an opset 3-6 model on onnxruntime after lifting it in
+memory to opset 7 with zooforge's own opset converter, a runtime that shares no kernel code with
+the executor.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from versioning.legacy_ops import kernels_for_opset
 
 __all__ = [
     "ONNXRUNTIME",
+    "ONNXRUNTIME_LIFTED",
     "REFERENCE",
     "RUNTIMES",
     "RuntimeUnavailableError",
@@ -31,10 +36,18 @@ __all__ = [
 ]
 
 ONNXRUNTIME = "onnxruntime"
+ONNXRUNTIME_LIFTED = "onnxruntime-lifted"
 REFERENCE = "reference"
-RUNTIMES = (ONNXRUNTIME, REFERENCE)
+RUNTIMES = (ONNXRUNTIME, ONNXRUNTIME_LIFTED, REFERENCE)
 #: onnxruntime has no kernels for the operator versions of opsets below this.
 ORT_MIN_OPSET = 7
+
+RUNTIME_DESCRIPTIONS = {
+    ONNXRUNTIME: "onnxruntime (CPU)",
+    ONNXRUNTIME_LIFTED: f"onnxruntime (CPU) on the model lifted in memory to opset {ORT_MIN_OPSET} by zooforge's "
+                        "opset converter (onnxruntime has no kernels for older opsets)",
+    REFERENCE: "onnx's reference evaluator, with zooforge's kernels for legacy operator versions",
+}
 
 ModelLike = Union[onnx.ModelProto, bytes, str, "os.PathLike[str]"]
 
@@ -88,11 +101,15 @@ def _onnxruntime_only(proto: onnx.ModelProto) -> bool:
 
 def available_runtimes(model: ModelLike) -> list[str]:
     """Runtimes that can run ``model``, best first: onnxruntime from opset 7, the reference
-    evaluator (with zooforge's legacy kernels) for plain float models of any opset."""
+    evaluator (with zooforge's legacy kernels) for plain float models of any opset, and below
+    opset 7 onnxruntime on the model lifted to opset 7."""
     proto = model if isinstance(model, onnx.ModelProto) else _load(model)[0]
-    ort = model_opset(proto) >= ORT_MIN_OPSET and _ort_installed()
+    legacy = model_opset(proto) < ORT_MIN_OPSET
+    ort = _ort_installed()
     if _onnxruntime_only(proto):
-        return [ONNXRUNTIME] if ort else []
+        return [ONNXRUNTIME] if ort and not legacy else []
+    if legacy:
+        return [REFERENCE, ONNXRUNTIME_LIFTED] if ort else [REFERENCE]
     return [ONNXRUNTIME, REFERENCE] if ort else [REFERENCE]
 
 
@@ -110,7 +127,13 @@ class Session:
                 f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)} or 'auto'"
             )
         self.runtime = runtime
+        self.lifted_from: int | None = None
         proto = model if isinstance(model, onnx.ModelProto) else None
+        if runtime == ONNXRUNTIME_LIFTED:
+            proto = proto if proto is not None else _load(model)[0]
+            self.lifted_from = model_opset(proto)
+            model = proto = _lift(proto)
+            runtime = ONNXRUNTIME
         if runtime == ONNXRUNTIME:
             header = proto if proto is not None else _load(model)[0]
             opset = model_opset(header)
@@ -134,9 +157,22 @@ class Session:
             self._names = _output_names(proto)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.runtime == ONNXRUNTIME:
+        if self.runtime in (ONNXRUNTIME, ONNXRUNTIME_LIFTED):
             return dict(zip(self._names, self._ort.run(self._names, feeds)))
         return {n: np.asarray(v) for n, v in zip(self._names, self._ref.run(self._names, feeds))}
+
+
+def _lift(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model at opset 7 (zooforge's converter), for onnxruntime; refusals say why."""
+    from versioning.convert import convert_opset  # noqa: PLC0415
+
+    opset = model_opset(proto)
+    if opset >= ORT_MIN_OPSET:
+        raise RuntimeUnavailableError(f"an opset {opset} model needs no lift; use the {ONNXRUNTIME!r} runtime")
+    try:
+        return convert_opset(proto, ORT_MIN_OPSET)
+    except ZooforgeError as exc:
+        raise RuntimeUnavailableError(f"the model cannot be lifted from opset {opset} to {ORT_MIN_OPSET}: {exc}") from None
 
 
 def _as_bytes(model: ModelLike) -> bytes:
