@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -63,6 +64,8 @@ def real_caffe2():
     try:
         env = environment()
     except Unavailable as exc:
+        if os.environ.get("ZOOFORGE_REQUIRE_REAL_CAFFE2") == "1":  # CI: the oracle must be there
+            pytest.fail(f"real Caffe2 is required here (ZOOFORGE_REQUIRE_REAL_CAFFE2=1): {exc}")
         pytest.skip(str(exc))
     real = RealCaffe2(env)
     yield real

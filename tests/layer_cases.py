@@ -275,6 +275,10 @@ CASES: list[Case] = [
             opencv_skip="OpenCV 4.14's caffe.proto lacks BVLC's round_mode (its field 13 is the forks' "
             "ceil_mode); reading this prototxt it fails 'kernel[i] > 0' in getKernelSize")
       for kind in ("MAX", "AVE")),
+    # 10x9, kernel 3x2, s2: both axes round up (5x5, floor 4x4); Caffe2 would pad W's end by 2 =
+    # kernel_w, which the historical frontend copies into ONNX: written with explicit end pads.
+    *(_case(f"pool-{kind.lower()}-ceil-k3x2s2", _pool(f"pool: {kind} kernel_h: 3 kernel_w: 2 stride: 2"),
+            inputs={"data": (1, 4, 10, 9)}) for kind in ("MAX", "AVE")),
     _case("pool-global-max", _pool("pool: MAX global_pooling: true"),
           reference=lambda f, t: {"y": f["data"].max(axis=(2, 3), keepdims=True)}),
     _case("pool-global-ave", _pool("pool: AVE global_pooling: true"),

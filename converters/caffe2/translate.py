@@ -212,19 +212,15 @@ def _caffe_pool_args(size: Shape, kernel: Shape, stride: Shape, pad: Shape) -> d
     (the least that fit the last window; real Caffe2 computes the same with either form).
     """
     legacy = {**_window_args(kernel, stride, pad), "legacy_pad": CAFFE_LEGACY_POOLING}
-    ends = []
+    legacy_tails, ends = [], []
     for axis in range(2):
         out = pool_extent(size[axis], kernel[axis], stride[axis], pad[axis], pad[axis], caffe_ceil=True)
         floor = (size[axis] + 2 * pad[axis] - kernel[axis]) // stride[axis] + 1
-        if pad[axis] + stride[axis] * (out - floor) < kernel[axis]:
-            ends.append(None)
-            continue
-        ends.append(pad[axis] + max(0, (out - 1) * stride[axis] + kernel[axis] - size[axis] - 2 * pad[axis]))
-    if all(end is None for end in ends):
-        return legacy
-    ends = [pad[a] if end is None else end for a, end in enumerate(ends)]
-    if max(e - k for e, k in zip(ends, kernel)) >= 0:
-        return legacy  # no explicit form is valid either: keep Caffe2's own
+        legacy_tails.append(pad[axis] + stride[axis] * (out - floor))
+        covered = (out - 1) * stride[axis] + kernel[axis]
+        ends.append(pad[axis] + max(0, covered - size[axis] - 2 * pad[axis]))
+    if all(tail < k for tail, k in zip(legacy_tails, kernel)) or any(end >= k for end, k in zip(ends, kernel)):
+        return legacy  # the frontend copes, or no explicit form is valid either
     explicit = {key: value for key, value in _window_args(kernel, stride, pad).items() if not key.startswith("pad")}
     return {**explicit, "pad_t": pad[0], "pad_l": pad[1], "pad_b": ends[0], "pad_r": ends[1]}
 

@@ -228,17 +228,22 @@ class FC(Handler):
         elif len(x_shape) != 2 or axis != 1:
             source = e.temp("flat")
             e.node("Flatten", [e.inputs[0]], [source], axis=axis)
-        inputs = [source, e.inputs[1]]
+        w_shape = e.in_shape(1)
+        axis_w = int(e.args.get("axis_w", 1)) % len(w_shape)
+        outputs = int(np.prod(w_shape[:axis_w]))
+        weight = e.inputs[1] if len(w_shape) == 2 and axis_w == 1 else \
+            e.shaped_input(1, (outputs, int(np.prod(w_shape[axis_w:]))))  # Caffe2's axis_w
+        inputs = [source, weight]
         if len(e.inputs) > 2:
             inputs.append(e.inputs[2])
         else:  # Gemm before opset 11 requires C
-            inputs.append(e.const("zero_bias", np.zeros(e.in_shape(1)[0], np.float32)))
+            inputs.append(e.const("zero_bias", np.zeros(outputs, np.float32)))
         out = e.outputs[0] if axis == 1 else e.temp("gemm")
         e.node("Gemm", inputs, [out], transB=1, broadcast=1 if legacy_broadcast else None)
         if axis != 1:
             # The Gemm output's first dimension is batch * prod(x_shape[1:axis]), so Reshape's 0
             # (copy that dimension) would be wrong: infer the batch with -1 instead.
-            e.reshape(out, e.outputs[0], [-1, *x_shape[1:axis], e.in_shape(1)[0]])
+            e.reshape(out, e.outputs[0], [-1, *x_shape[1:axis], outputs])
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
