@@ -213,3 +213,51 @@ def test_written_files_follow_umask(lenet, out_dir):
     assert [p.name for p in written] == ["m.onnx", "init_net.pb", "predict_net.pb", "value_info.json"]
     for path in written:
         assert path.stat().st_mode & 0o777 == 0o644, f"{path.name}: {oct(path.stat().st_mode & 0o777)}"
+
+
+# -- NetDef pairs that real Caffe2 refuses (see test_caffe2_conformance's read forms) -------------
+
+def _netdef_pair(folder: Path, ops, weights: dict, init_ops=()):  # noqa: ANN001
+    import numpy as np
+
+    from converters.caffe2 import schema
+    from converters.caffe2.netdef import build_init_net
+
+    predict = schema.NetDef(name="hostile")
+    predict.op.extend(ops)
+    predict.external_input.extend(["data", *weights])
+    predict.external_output.append(ops[-1].output[0])
+    init = build_init_net({k: np.asarray(v, np.float32) for k, v in weights.items()}, "hostile")
+    init.op.extend(init_ops)
+    (folder / "predict_net.pb").write_bytes(predict.SerializeToString())
+    (folder / "init_net.pb").write_bytes(init.SerializeToString())
+    return folder / "predict_net.pb", folder / "init_net.pb"
+
+
+def _hostile_netdefs():
+    import numpy as np
+
+    from converters.caffe2.netdef import make_op
+
+    w = np.zeros((3, 16), np.float32)
+    return {
+        "one-output-concat": ([make_op("Concat", ["data", "data"], ["y"], axis=1)], {}, (),
+                              "has 1 outputs; Caffe2's schema expects 2"),
+        "fc-without-bias": ([make_op("FC", ["data", "w"], ["y"])], {"w": w}, (), "has 2 inputs"),
+        "slice-over-two-axes": ([make_op("Slice", ["data"], ["y"], starts=[0, 0, 1, 1], ends=[-1, -1, 3, 3])], {}, (),
+                                "Caffe2's Slice cuts only one axis"),
+        "named-pool-without-kernel": ([make_op("AveragePool", ["data"], ["y"], name="Pooling1", global_pooling=1)],
+                                      {}, (), "has no kernel size"),
+        "concat-axis-and-order": ([make_op("Concat", ["data", "data"], ["y", "info"], axis=1, order="NCHW")], {}, (),
+                                  "both 'axis' and 'order'"),
+        "training-init-net": ([make_op("Relu", ["data"], ["y"])], {},
+                              (make_op("XavierFill", [], ["w"], shape=[3, 3]),), "XavierFill -> 'w' draws random values"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_hostile_netdefs()), ids=list(_hostile_netdefs()))
+def test_netdef_real_caffe2_refuses_is_one_error_line(case, tmp_path, out_dir):
+    ops, weights, init_ops, mention = _hostile_netdefs()[case]
+    predict, init = _netdef_pair(tmp_path, ops, weights, init_ops)
+    result = convert(predict, "--init-net", init, "--input-shape", "1,1,4,4", "-o", out_dir / "m.onnx")
+    assert_clean_failure(result, out_dir, mention)

@@ -91,3 +91,22 @@ def test_cli_warns_that_compat_deviates(tmp_path: Path) -> None:
     assert "warning: --compat zoo" in run.output and "pool1: 26x26 (Caffe: 27x27)" in run.output
     help_text = CliRunner().invoke(main, ["--help"]).output
     assert "DEVIATES" in help_text
+
+
+def test_compat_netdef_means_the_same_on_real_caffe2(real_caffe2, tmp_path: Path) -> None:
+    """The rewritten NetDef (pools rounding down, pool5 with explicit pads [0, 0, 1, 1]) is what a
+    release's caffe2/ folder holds with --compat zoo: real Caffe2 and the historical frontend read
+    it as the executor does."""
+    from conftest import run_onnx_file
+    from converters.caffe2.netdef import write_caffe2
+
+    rewritten, _ = zoo_compat(convert_builtin("alexnet", ConvertOptions(input_shapes=(1, 3, 224, 224))).caffe2)
+    x = np.random.default_rng(3).uniform(-128, 128, (1, 3, 224, 224)).astype(np.float32)
+    (expected,) = run_net(rewritten, {"data": x}).values()
+    paths = write_caffe2(rewritten, tmp_path)
+    (real,) = real_caffe2.run_files(paths["predict_net"], paths["init_net"], {"data": x}).values()
+    assert float(np.abs(real - expected).max()) <= 1e-5
+    onnx_file = real_caffe2.frontend(paths["predict_net"], paths["init_net"], {"data": (1, [1, 3, 224, 224])},
+                                     tmp_path / "frontend.onnx")
+    (frontend,) = run_onnx_file(onnx_file, {"data": x})
+    assert float(np.abs(frontend - expected).max()) <= 1e-5
