@@ -9,7 +9,6 @@ where real Caffe2 computes and where it refuses.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
