@@ -39,14 +39,6 @@ class Window:
     pads: tuple[int, int, int, int]  # top, left, bottom, right (ONNX's begin..., end... order)
     dilation: tuple[int, int]
 
-    def floor_output(self, size: tuple[int, int]) -> tuple[int, int]:
-        """Output extent with these pads and floor rounding (Caffe2's ``NOTSET`` rule)."""
-        out = []
-        for i in range(2):
-            span = self.dilation[i] * (self.kernel[i] - 1) + 1
-            out.append((size[i] + self.pads[i] + self.pads[i + 2] - span) // self.stride[i] + 1)
-        return tuple(out)  # type: ignore[return-value]
-
 
 def pool_extent(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, caffe_ceil: bool) -> int:
     """Pooled length along one axis.
