@@ -158,7 +158,7 @@ class ImageFolderDataset:
         try:
             with Image.open(entry.path) as image:
                 rgb = image.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             raise DatasetError(
                 f"cannot decode image {entry.path} ({self.labels_path} line {entry.line}): {exc}"
             ) from None

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from artifacts.evaluate import EvalReport, evaluate
-from converters.cli import run_reporting_errors
+from converters.cli import run_reporting_errors, zoo_command
 from converters.errors import InputFileError
 from converters.fileio import atomic_write_bytes
 
@@ -23,8 +23,7 @@ def _table(report: EvalReport) -> list[str]:
     return rows
 
 
-@click.command(
-    context_settings={"help_option_names": ["-h", "--help"]},
+@zoo_command(
     epilog=(
         "Examples:\n\n"
         "  zoo-eval lenet.onnx lenet-int8.onnx lenet-qdq.onnx --dataset ../shared/data/mnist_t10k "

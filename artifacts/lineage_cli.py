@@ -22,7 +22,7 @@ from converters.lineage import Lineage, SourceFile, canonical_json, read_lineage
 from artifacts.manifest import sha256_file
 from artifacts.provenance import STATEMENTS_FILE, find_statement, read_statements
 from artifacts.tarball import safe_extract
-from converters.cli import run_reporting_errors
+from converters.cli import run_reporting_errors, zoo_command
 from converters.errors import InputFileError
 
 SHORT = 12
@@ -261,7 +261,7 @@ def _release_name(path: Path, release: Path | None) -> str:
     return path.name
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@zoo_command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--release", type=click.Path(path_type=Path), metavar="DIR",
               help="The release folder holding provenance.intoto.jsonl; default: FILE's folder if it has one.")

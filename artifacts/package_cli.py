@@ -2,31 +2,60 @@
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from artifacts.release import DEFAULT_OPSETS, ReleaseOptions, build_release, source_date_epoch
 from artifacts.source import builtin_source, caffe_source, netdef_source, onnx_source
 from artifacts.testdata import InputRecipe
 from artifacts.validate import Tolerance
 from converters import api
-from converters.cli import parse_input_shapes, run_reporting_errors, source_options, source_spec
+from converters.cli import (
+    FiniteFloat, allow_non_finite_option, parse_input_shapes, run_reporting_errors, source_options, source_spec,
+    zoo_command,
+)
 
 
-def _parse_floats(value: str, count: int, what: str) -> tuple[float, ...]:
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _input_range(value: str) -> tuple[float, float]:
+    """``LOW,HIGH``: finite, LOW < HIGH, both within float32 (test inputs are float32)."""
     try:
-        numbers = tuple(float(v) for v in value.split(","))
+        low, high = (float(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not {count} comma-separated numbers ({what})") from None
-    if len(numbers) != count:
-        raise click.BadParameter(f"{value!r} needs {count} numbers ({what})")
-    return numbers
+        raise click.BadParameter(f"--input-range {value!r} is not LOW,HIGH (two comma-separated numbers)") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or max(abs(low), abs(high)) > FLOAT32_MAX:
+        raise click.BadParameter(f"--input-range {value!r} must be finite numbers within float32's range")
+    if not low < high:
+        raise click.BadParameter(f"--input-range {value!r}: LOW must be smaller than HIGH")
+    return low, high
 
 
-@click.command(
-    context_settings={"help_option_names": ["-h", "--help"]},
+def _opsets(value: str) -> tuple[int, ...]:
+    try:
+        opsets = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"--opsets {value!r} is not comma-separated whole numbers such as 7,9,12") from None
+    if len(set(opsets)) != len(opsets):
+        raise click.BadParameter(f"--opsets {value!r} names an opset twice")
+    return opsets
+
+
+def _name(value: str) -> str:
+    if not NAME_PATTERN.fullmatch(value):
+        raise click.BadParameter(f"--name {value!r} must be 1-100 letters, digits, '.', '_' or '-', starting with a "
+                                 "letter or digit (it becomes file names)")
+    return value
+
+
+@zoo_command(
     epilog=(
         "Examples:\n\n"
         "  zoo-package                      # the built-in AlexNet (synthetic weights) into release/\n\n"
@@ -43,33 +72,37 @@ def _parse_floats(value: str, count: int, what: str) -> tuple[float, ...]:
               help="Reproduce the ONNX zoo's published graph (deviates from Caffe's pooling at 224).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("release"), show_default=True,
               help="Release folder; replaced only once the new release is complete.")
-@click.option("--test-sets", default=3, show_default=True, help="Number of test sets per variant.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the first test set's inputs.")
+@click.option("--test-sets", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Number of test sets per variant.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1000), default=0, show_default=True,
+              help="Seed of the first test set's inputs.")
 @click.option("--input-range", default=None, metavar="LOW,HIGH",
               help="Range of the uniform test inputs; default -128,128 for the built-in AlexNet, else -1,1.")
-@click.option("--rtol", default=1e-3, show_default=True, help="Parity tolerance (relative).")
-@click.option("--atol", default=1e-7, show_default=True, help="Parity tolerance (absolute).")
+@click.option("--rtol", type=FiniteFloat(), default=1e-3, show_default=True, help="Parity tolerance (relative).")
+@click.option("--atol", type=FiniteFloat(), default=1e-7, show_default=True, help="Parity tolerance (absolute).")
 @click.option("--quantize", default="int8,qdq", show_default=True,
               help="Quantized variants of the opset-12 model: int8 (QOperator), qdq, or 'none'.")
 @click.option("--calibration", type=click.Path(path_type=Path), metavar="DATASET",
               help="Calibration images (a folder with labels.tsv, or MNIST idx files); default: seeded "
                    "inputs in the --input-range.")
-@click.option("--calibration-samples", default=100, show_default=True, help="Calibration images to use.")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Calibration images to use.")
 @click.option("--eval-dataset", type=click.Path(path_type=Path), metavar="DATASET",
               help="Labelled images for the README's top-1/top-5 columns.")
 @click.option("--preprocess", metavar="PRESET",
               help="Preprocessing of calibration and evaluation images: inc-alexnet, caffe-imagenet, mnist, ...")
-@click.option("--eval-limit", type=int, default=None, help="Evaluate only the first N images.")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N images.")
 @click.option("--measure-speed", is_flag=True,
               help="Add the quantized models' speed-up to the README (machine-dependent: not reproducible).")
 @click.option("--sign-key", type=click.Path(path_type=Path), metavar="PEM",
               help="EC private key: sign the finished release with model-signing (writes release.sig; "
                    "needs zooforge[sign]). Check with zoo-verify RELEASE --public-key PUB.")
+@allow_non_finite_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @run_reporting_errors
 def main(model, weights, builtin, init_net, value_info, name, opsets, input_shapes, compat, out, test_sets,
          seed, input_range, rtol, atol, quantize, calibration, calibration_samples, eval_dataset, preprocess,
-         eval_limit, measure_speed, sign_key, quiet) -> None:  # noqa: ANN001
+         eval_limit, measure_speed, sign_key, allow_non_finite, quiet) -> None:  # noqa: ANN001
     """Build a complete model release: every opset variant with test data, tarballs, README table,
     manifest, checksums and a parity report. Every variant must match the source model (the Caffe2
     executor for Caffe and NetDef sources, the source model for ONNX) or nothing is written.
@@ -78,7 +111,11 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
 
     Timestamps come from SOURCE_DATE_EPOCH (default 0), so two builds give identical bytes.
     """
-    options = api.ConvertOptions(names="zoo", input_shapes=parse_input_shapes(input_shapes), compat=compat)
+    options = api.ConvertOptions(names="zoo", input_shapes=parse_input_shapes(input_shapes), compat=compat,
+                                 allow_non_finite=allow_non_finite)
+    name = _name(name)
+    parsed_opsets = _opsets(opsets)
+    parsed_range = _input_range(input_range) if input_range else None
     spec = source_spec(model, weights, builtin, init_net, value_info, default_builtin="alexnet")
     make_source = {
         "builtin": lambda: builtin_source(spec.builtin, options),
@@ -87,11 +124,10 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
         "caffe": lambda: caffe_source(spec.model, spec.weights, options),
     }
     source = make_source[spec.kind]()
-    low, high = _parse_floats(input_range, 2, "LOW,HIGH") if input_range else (
-        (-128.0, 128.0) if spec.builtin == "alexnet" else (-1.0, 1.0))
+    low, high = parsed_range or ((-128.0, 128.0) if spec.builtin == "alexnet" else (-1.0, 1.0))
     release = ReleaseOptions(
         name=name,
-        opsets=tuple(int(v) for v in _parse_floats(opsets, len(opsets.split(",")), "opsets")),
+        opsets=parsed_opsets,
         test_sets=test_sets,
         recipe=InputRecipe(seed, low, high),
         tolerance=Tolerance(rtol, atol),

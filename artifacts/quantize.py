@@ -50,8 +50,11 @@ from typing import Literal, Protocol
 
 import onnx
 
+from converters import finite
+from converters.api import load_onnx
 from converters.errors import InputFileError, ZooforgeError
 from converters.fileio import atomic_write_bytes
+from converters.safety import check_output_file, owner_tag, remove_stale
 from versioning.convert import convert_opset, model_opset
 
 __all__ = [
@@ -167,6 +170,10 @@ class _CountingReader:
             yield feed
 
 
+TEMP_PREFIX = "zooforge-quantize."
+_COMPUTED_WEIGHTS = ("ConstantOfShape",)
+
+
 def quantize_model(model_path: Path, output: Path, settings: QuantizeSettings, reader: Reader) -> QuantizeResult:
     """Quantize the float model at ``model_path`` into ``output`` (written whole or not at all)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # noqa: PLC0415
@@ -174,10 +181,9 @@ def quantize_model(model_path: Path, output: Path, settings: QuantizeSettings, r
 
     model_path, output = Path(model_path), Path(output)
     model = _load(model_path)
-    if not output.parent.is_dir():
-        raise InputFileError(f"output folder {output.parent} does not exist")
-    if output.is_dir():
+    if output.is_dir() and not output.is_symlink():
         raise InputFileError(f"output {output} is a folder; give a file name such as {output / 'model.onnx'}")
+    check_output_file(output, [model_path])
 
     notes: list[str] = []
     source_opset = model_opset(model)
@@ -190,7 +196,8 @@ def quantize_model(model_path: Path, output: Path, settings: QuantizeSettings, r
     registry = QLinearOpsRegistry if settings.format == "int8" else QDQRegistry
     op_types = sorted(set(registry) - set(EXCLUDED_OP_TYPES))
     counting = _CountingReader(reader)
-    with tempfile.TemporaryDirectory(prefix="zooforge-quantize.") as work, _quiet_ort_preprocess_hint():
+    remove_stale(Path(tempfile.gettempdir()), TEMP_PREFIX)  # the leftovers of killed quantizations
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{owner_tag()}-") as work, _quiet_ort_preprocess_hint():
         source = Path(work) / "model.onnx"
         target = Path(work) / "quantized.onnx"
         onnx.save_model(model, str(source))
@@ -239,12 +246,8 @@ def quantize_model(model_path: Path, output: Path, settings: QuantizeSettings, r
 
 
 def _load(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise InputFileError(f"ONNX model {path} does not exist")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a bad file
-        raise InputFileError(f"{path} is not a readable ONNX model: {exc}") from None
+    """The model, checked at its declared opset (see ``converters.api.load_onnx``)."""
+    return load_onnx(path)
 
 
 def _check_float_model(model: onnx.ModelProto, path: Path) -> None:
@@ -252,6 +255,15 @@ def _check_float_model(model: onnx.ModelProto, path: Path) -> None:
     already = ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm"}
     if already:
         raise QuantizationError(f"{path} is already quantized (it has {', '.join(sorted(already))} nodes)")
+    computed = sorted({n.output[0] for n in model.graph.node if n.op_type in _COMPUTED_WEIGHTS})
+    if computed:
+        raise QuantizationError(
+            f"{path} computes tensors such as {computed[0]!r} with {'/'.join(_COMPUTED_WEIGHTS)} nodes (a "
+            "'light' model without its weights?); quantization needs the weights as initializers")
+    try:
+        finite.check_onnx(model, str(path))
+    except finite.NonFiniteWeightsError as exc:
+        raise QuantizationError(f"{exc}".replace(finite.ALLOW_HINT, "such a model cannot be quantized")) from None
     initializers = {i.name for i in model.graph.initializer}
     for graph_input in model.graph.input:
         elem = graph_input.type.tensor_type.elem_type

@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from artifacts.quantize import QuantizeSettings, calibration_reader, model_input, quantize_model
-from converters.cli import run_reporting_errors
+from converters.cli import run_reporting_errors, zoo_command
+from converters.safety import check_output_file
 
 
-@click.command(
-    context_settings={"help_option_names": ["-h", "--help"]},
+@zoo_command(
     epilog=(
         "Examples:\n\n"
         "  zoo-quantize lenet.onnx --format int8 --calibration ../shared/data/mnist_t10k "
@@ -30,7 +30,8 @@ from converters.cli import run_reporting_errors
               help="Preprocessing preset (mnist, inc-alexnet, caffe-imagenet, cifar10-caffe).")
 @click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True,
               help="Calibration inputs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Chooses the calibration images / inputs.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1000), default=0, show_default=True,
+              help="Chooses the calibration images / inputs.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Quantized ONNX file.")
 @run_reporting_errors
 def main(model: Path, fmt: str, calibration: Path | None, preset: str | None, samples: int, seed: int,
@@ -40,6 +41,7 @@ def main(model: Path, fmt: str, calibration: Path | None, preset: str | None, sa
     from artifacts.preprocess import get_preset  # noqa: PLC0415
 
     settings = QuantizeSettings(fmt, samples=samples, seed=seed)
+    check_output_file(output, [model])  # before any work: never over the input, a device or a link
     _, dims = model_input(model)
     preprocess = get_preset(preset, dims) if preset else None
     dataset = load_dataset(calibration) if calibration is not None else None

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,11 +30,13 @@ from artifacts.provenance import STATEMENTS_FILE, statement, write_statements
 from artifacts.manifest import Artifact, io_ports, manifest_entry, sha256_file, write_manifest, write_sha256sums
 from artifacts.readme import ReleaseFacts, TableRow, render_readme
 from artifacts.source import ReleaseSource
-from artifacts.tarball import write_tarball
+from artifacts.tarball import MAX_MTIME, write_tarball
 from artifacts.testdata import InputRecipe, TestSet, write_npz, write_test_set
 from artifacts.validate import Tolerance, validate_path
 from converters.caffe2.netdef import write_caffe2
-from converters.errors import InputFileError, ZooforgeError
+from converters.errors import InputFileError, OutputFileError, ZooforgeError
+from converters.interrupts import deferred_termination
+from converters.safety import check_release_folder, owner_tag, remove_stale, stale_entries
 from converters.fileio import atomic_write_bytes, current_umask
 from versioning import opset_info
 from versioning.runtime import (
@@ -41,11 +44,16 @@ from versioning.runtime import (
 )
 
 DEFAULT_OPSETS = (3, 6, 7, 8, 9, 12)
+MAX_EPOCH = MAX_MTIME  # a ustar header's 11 octal digits (year 2242)
 Progress = Callable[[str], None]
 
 
 class ReleaseError(ZooforgeError):
     """A release could not be completed (a variant failed parity, or its inputs are unusable)."""
+
+
+class StaleBuildWarning(UserWarning):
+    """Leftovers of a killed build were removed, or a signal came after the release was complete."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +88,13 @@ def source_date_epoch(default: int = 0) -> int:
     if value is None:
         return default
     try:
-        return int(value)
+        epoch = int(value)
     except ValueError:
         raise InputFileError(f"SOURCE_DATE_EPOCH={value!r} is not an integer number of seconds") from None
+    if not 0 <= epoch <= MAX_EPOCH:
+        raise InputFileError(f"SOURCE_DATE_EPOCH={value!r} must lie between 0 and {MAX_EPOCH} "
+                             "(1970 to the last second a tar header can hold)")
+    return epoch
 
 
 def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
@@ -91,12 +103,18 @@ def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
     out = Path(out).absolute()
     if not out.parent.is_dir():
         raise InputFileError(f"output folder's parent {out.parent} does not exist")
-    if out.exists() and not out.is_dir():
-        raise InputFileError(f"{out} exists and is not a folder")
+    check_release_folder(out, [*source.files.values(), options.calibration, options.eval_dataset, options.sign_key])
+    _restore_swapped_out(out)
     for opset in options.opsets:
         opset_info(opset)  # refuse an unknown opset before any work
     say = progress or (lambda message: None)
-    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    for kind in ("building", "old"):
+        for stale in remove_stale(out.parent, f".{out.name}.{kind}-"):
+            warnings.warn(f"removed {stale}, left by a build that was killed", StaleBuildWarning, stacklevel=2)
+    try:
+        building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{owner_tag()}-", dir=out.parent))
+    except OSError as exc:
+        raise OutputFileError(out.parent, exc) from None
     building.chmod(0o777 & ~current_umask())
     try:
         summary = _build(source, options, building, say)
@@ -105,10 +123,14 @@ def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
             from artifacts.signing import sign_release
 
             summary.files.append(sign_release(building, options.sign_key))
-        _swap_into_place(building, out)
+        with deferred_termination() as deferred:
+            _swap_into_place(building, out)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
+    if deferred.dropped:
+        warnings.warn(f"{', '.join(deferred.dropped)} arrived while the finished release was moved into place; "
+                      f"it is complete in {out}", StaleBuildWarning, stacklevel=2)
     summary.out = out
     summary.files = [out / p.relative_to(building) for p in summary.files]
     return summary
@@ -393,10 +415,23 @@ def _notes(source: ReleaseSource, options: ReleaseOptions) -> list[str]:
 
 
 
+def _restore_swapped_out(out: Path) -> None:
+    """A build killed between the two renames of its swap leaves no ``out``, the previous release
+    in ``.NAME.old-*/NAME``: put it back before anything stale is removed."""
+    if out.exists() or out.is_symlink():
+        return
+    for old in stale_entries(out.parent, f".{out.name}.old-"):
+        if (old / out.name).is_dir():
+            os.replace(old / out.name, out)
+            warnings.warn(f"restored the previous release {out} from {old}, left by a build killed while it "
+                          "swapped releases", StaleBuildWarning, stacklevel=3)
+            return
+
+
 def _swap_into_place(building: Path, out: Path) -> None:
     """Rename the finished release to ``out``; an old release there is removed only afterwards."""
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{owner_tag()}-", dir=out.parent))
         os.replace(out, old / out.name)
         os.replace(building, out)
         shutil.rmtree(old, ignore_errors=True)

@@ -15,10 +15,9 @@ import numpy as np
 import onnx
 
 from converters import api
-from converters.caffe.loader import load_caffe
 from converters.caffe2.compat import zoo_compat
 from converters.caffe2.executor import run_net
-from converters.caffe2.netdef import Caffe2Model, load_caffe2
+from converters.caffe2.netdef import Caffe2Model
 from converters.caffe2.translate import translate
 from converters.errors import InputFileError
 from converters.onnx.model import OnnxModel
@@ -64,7 +63,7 @@ class ReleaseSource:
 
 
 def caffe_source(prototxt: Path, weights: Path, options: api.ConvertOptions) -> ReleaseSource:
-    net = load_caffe(Path(prototxt), Path(weights), options.input_shapes)
+    net = api.read_caffe(prototxt, weights, options)
     name = net.name or Path(prototxt).parent.name
     return ReleaseSource(
         title=name, lineage=[f"Caffe {name}", f"Caffe2 {name}", f"ONNX {name}"],
@@ -87,7 +86,7 @@ def builtin_source(name: str, options: api.ConvertOptions) -> ReleaseSource:
 
 def netdef_source(predict_net: Path, init_net: Path, value_info: Path | None,
                   options: api.ConvertOptions) -> ReleaseSource:
-    caffe2 = load_caffe2(Path(predict_net), Path(init_net), value_info, options.input_shapes)
+    caffe2 = api.read_netdef(predict_net, init_net, value_info, options)
     name = caffe2.predict_net.name or Path(predict_net).parent.name
     files = {"predict_net": Path(predict_net), "init_net": Path(init_net)}
     if value_info:
@@ -99,7 +98,7 @@ def netdef_source(predict_net: Path, init_net: Path, value_info: Path | None,
 def onnx_source(path: Path, options: api.ConvertOptions) -> ReleaseSource:
     if options.compat or options.input_shapes is not None or options.dynamic_batch:
         raise InputFileError("--compat, --input-shape and --dynamic-batch need a Caffe or NetDef source")
-    model = api.load_onnx(Path(path))
+    model = api.read_onnx(path, options)
     name = model.graph.name or Path(path).stem
     return ReleaseSource(title=name, lineage=[f"ONNX {name} (opset {model_opset(model)})", f"ONNX {name}"],
                          files={"onnx": Path(path)}, onnx_model=model, options=options)

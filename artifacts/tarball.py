@@ -56,7 +56,9 @@ DIR_MODE = 0o755
 _BLOCK_SIZE = 1 << 20     # ISA-L threaded writer block; part of the byte format
 _COPY_BUFSIZE = 1 << 20   # tarfile's copy chunk; fixes the write pattern the blocks are cut from
 _FALLBACK_LEVEL = 9       # stdlib zlib when isal is missing: the ratio ISA-L level 1 gives
-_USTAR_MAX_MTIME = 8**11 - 1
+MAX_MTIME = 8**11 - 1
+MAX_DEPTH = 32            # a member's folders, in an archive to extract
+MAX_NAME_LENGTH = 1024    # a member's path (Linux's PATH_MAX is 4096, beside the destination's own)
 _HAVE_DATA_FILTER = hasattr(tarfile, "data_filter")  # Python 3.12, 3.11.4+, 3.10.12+
 
 
@@ -80,8 +82,8 @@ def write_tarball(path: Path, top: str, files: Sequence[tuple[str, Path]], *, mt
 def _write_tarball(path: Path, top: str, files: Sequence[tuple[str, Path]], *, mtime: int,
                    threads: int, level: int) -> None:
     """``write_tarball`` with the gzip level open, for benchmarks."""
-    if isinstance(mtime, bool) or not isinstance(mtime, int) or not 0 <= mtime <= _USTAR_MAX_MTIME:
-        raise ValueError(f"mtime must be an integer from 0 to {_USTAR_MAX_MTIME}, got {mtime!r}")
+    if isinstance(mtime, bool) or not isinstance(mtime, int) or not 0 <= mtime <= MAX_MTIME:
+        raise ValueError(f"mtime must be an integer from 0 to {MAX_MTIME}, got {mtime!r}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     entries = _plan_entries(top, files)
@@ -208,7 +210,11 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int = 8 * 2**30,
         try:
             written = 0
             for name, member in members:
-                _extract_member(tar, member, staging, archive)
+                try:
+                    _extract_member(tar, member, staging, archive)
+                except OSError as error:
+                    raise UnsafeArchiveError(f"{archive}: member {member.name!r} cannot be extracted "
+                                             f"({error.strerror or error})") from None
                 if member.isreg():
                     written += (staging / name).lstat().st_size
                     if written > max_bytes:
@@ -267,7 +273,11 @@ def _checked_name(archive: Path, member: tarfile.TarInfo) -> str:
         raise UnsafeArchiveError(f"{archive} holds member {raw!r} whose path climbs out with '..'")
     if "\x00" in raw:
         raise UnsafeArchiveError(f"{archive} holds member {raw!r} with a NUL in its name")
-    return "/".join(part for part in parts if part not in ("", "."))
+    kept = [part for part in parts if part not in ("", ".")]
+    if len(kept) > MAX_DEPTH or len(raw) > MAX_NAME_LENGTH or any(len(part.encode()) > 255 for part in kept):
+        raise UnsafeArchiveError(f"{archive} holds a member {len(kept)} folders deep and {len(raw)} characters long "
+                                 f"(at most {MAX_DEPTH} and {MAX_NAME_LENGTH}, 255 bytes per name): {raw[:60]!r}...")
+    return "/".join(kept)
 
 
 def _check_type(archive: Path, member: tarfile.TarInfo) -> None:

@@ -17,10 +17,10 @@
 Each (model, test set, runtime) is run and compared output by output. Below opset 7 the runtimes
 are the reference evaluator and ``onnxruntime-lifted`` (onnxruntime on the model lifted to opset
 7 in memory by zooforge's converter; a model the converter cannot lift gets a warning instead,
-unless that runtime was asked for by name). The comparison follows
-``numpy.isclose(got, expected, rtol, atol, equal_nan=True)``: an element passes when
-``|got - exp| <= atol + rtol * |exp|``; NaN matches NaN and an infinity matches the same
-infinity. Names, dtypes and shapes must match exactly. Every output report carries, like
+unless that runtime was asked for by name). An element passes when
+``|got - exp| <= atol + rtol * |exp|`` and both are finite: NaN never matches, not even NaN, and
+an infinity is a failure wherever it appears (expected or produced), since a model that computes
+one proves nothing about its numbers. Names, dtypes and shapes must match exactly. Every output report carries, like
 Polygraphy's comparator, the max absolute error, the max relative error (``|got-exp| / |exp|``),
 the mean absolute error and the index of the worst element.
 
@@ -38,6 +38,7 @@ import gc
 import json
 import math
 import re
+import stat
 import tarfile
 import tempfile
 import zlib
@@ -388,8 +389,7 @@ def compare_output(name: str, expected: np.ndarray, got: np.ndarray, tolerance: 
         with np.errstate(invalid="ignore", over="ignore"):
             diff = np.abs(got_f - exp_f)
         finite = np.isfinite(exp_f) & np.isfinite(got_f)
-        same_nonfinite = (np.isnan(exp_f) & np.isnan(got_f)) | (np.isinf(exp_f) & (exp_f == got_f))
-        err = np.where(finite, diff, np.where(same_nonfinite, 0.0, np.inf))
+        err = np.where(finite, diff, np.inf)  # NaN and infinities never match (see the module docstring)
         mag = np.where(np.isfinite(exp_f), np.abs(exp_f), 0.0)
 
     bad = err > atol + rtol * mag
@@ -412,6 +412,10 @@ def compare_output(name: str, expected: np.ndarray, got: np.ndarray, tolerance: 
     )
     if report.passed:
         return report
+    if exp_f is not None and not finite.all():
+        bad_exp, bad_got = int((~np.isfinite(exp_f)).sum()), int((~np.isfinite(got_f)).sum())
+        return replace(report, reason=f"non-finite values: {bad_exp} expected and {bad_got} produced elements are "
+                                      f"NaN or infinite (first at {list(report.worst_index)}); NaN never matches")
     return replace(report, reason=_value_reason(report, rtol, atol, int(bad.sum()), int(bad.size)))
 
 
@@ -428,15 +432,41 @@ class _TestSet:
 
 
 def _set_folders(folder: Path) -> list[Path]:
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _SET_RE.match(p.name))]
+    found = [(int(m.group(1)), p) for p in folder.iterdir()
+             if p.is_dir() and not p.is_symlink() and (m := _SET_RE.match(p.name))]
     return [p for _, p in sorted(found)]
 
 
+MAX_FILE_BYTES = 2**31 - 1  # protobuf's own limit for one message; tarball members have the same cap
+
+
+def read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A file's bytes, only if it is a regular file (not a link, device or FIFO) of at most ``limit``
+    bytes: the limits tarball members get, for folders too."""
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InputFileError(f"refusing to read {path}: it is not a regular file (a link, device or FIFO)")
+    if info.st_size > limit:
+        raise InputFileError(f"refusing to read {path}: {info.st_size} bytes is more than the {limit} allowed")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputFileError(f"refusing to read {path}: it grew past the {limit} bytes allowed")
+    return data
+
+
 def _read_tensor(path: Path) -> onnx.TensorProto:
+    payload = read_bounded(path)
     try:
         tensor = onnx.TensorProto()
-        tensor.ParseFromString(path.read_bytes())
-    except (OSError, DecodeError) as exc:
+        tensor.ParseFromString(payload)
+    except DecodeError as exc:
         raise InputFileError(f"{path} is not a readable serialized TensorProto ({exc})") from None
     return tensor
 
@@ -498,8 +528,9 @@ def _read_set(folder: Path, model: onnx.ModelProto, label: str) -> _TestSet:
 
 
 def _load_model(path: Path) -> onnx.ModelProto:
+    payload = read_bounded(path)
     try:
-        model = onnx.load(str(path))
+        model = onnx.load_from_string(payload)
     except (OSError, DecodeError, ValueError, onnx.checker.ValidationError) as exc:
         raise InputFileError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
     if not model.HasField("graph") or not model.graph.node or not model.opset_import:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from artifacts.validate import SetReport, Tolerance, ValidationReport, validate_path
-from converters.cli import run_reporting_errors
+from converters.cli import FiniteFloat, run_reporting_errors, zoo_command
 from converters.errors import InputFileError
 from converters.fileio import atomic_write_bytes
 from versioning.runtime import RUNTIMES
@@ -43,8 +43,7 @@ def _print_report(report: ValidationReport, quiet: bool) -> None:
         click.echo(f"passed: {len(report.sets)} model/test set/runtime run(s) at rtol={tol.rtol:g}, atol={tol.atol:g}")
 
 
-@click.command(
-    context_settings={"help_option_names": ["-h", "--help"]},
+@zoo_command(
     epilog=(
         "Exit status: 0 when every output of every test set passes, 1 when any fails (each failure "
         "is named as MODEL / TEST SET / OUTPUT: reason), 2 when PATH cannot be used.\n\n"
@@ -55,10 +54,10 @@ def _print_report(report: ValidationReport, quiet: bool) -> None:
     ),
 )
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+@click.option("--rtol", type=FiniteFloat(), default=1e-3, show_default=True,
               help="Relative tolerance: an element passes when |got - expected| <= atol + rtol * |expected|.")
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-7, show_default=True,
-              help="Absolute tolerance (see --rtol). NaN matches NaN; infinities must match exactly.")
+@click.option("--atol", type=FiniteFloat(), default=1e-7, show_default=True,
+              help="Absolute tolerance (see --rtol). NaN and infinities never match, expected or produced.")
 @click.option("--runtime", "runtimes", multiple=True, type=click.Choice(RUNTIMES),
               help="Run only this runtime (repeatable). Default: every runtime the model's opset allows: "
                    "onnxruntime and the reference evaluator from opset 7; below it the reference evaluator "

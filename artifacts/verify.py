@@ -131,7 +131,43 @@ def _inside(root: Path, path: Path) -> bool:
 
 def _release_files(release: Path) -> list[str]:
     return sorted(p.relative_to(release).as_posix() for p in release.rglob("*")
-                  if p.is_file() and p.relative_to(release).as_posix() not in (SUMS_NAME, SIGNATURE_NAME))
+                  if p.is_file() and not p.is_symlink()
+                  and p.relative_to(release).as_posix() not in (SUMS_NAME, SIGNATURE_NAME))
+
+
+def _odd_entries(release: Path) -> list[str]:
+    """Entries no release holds: links, devices, FIFOs, and folders without a file below them."""
+    odd = []
+    for path in sorted(release.rglob("*")):
+        name = path.relative_to(release).as_posix()
+        if path.is_symlink():
+            odd.append(f"added: {name} (a symbolic link)")
+        elif path.is_dir():
+            if not any(p.is_file() and not p.is_symlink() for p in path.rglob("*")):
+                odd.append(f"added: {name}/ (a folder with no files)")
+        elif not path.is_file():
+            odd.append(f"added: {name} (not a regular file)")
+    return odd
+
+
+def _recorded_elsewhere(release: Path) -> dict[str, set[str]]:
+    """sha256 digests that manifest.json and the provenance statements record, by file name."""
+    records: dict[str, set[str]] = {}
+    entries = _load_manifest(release / MANIFEST_NAME)
+    for entry in entries if isinstance(entries, list) else []:
+        meta = entry["metadata"]
+        for name, digest in ((entry.get("model_path"), meta.get("model_sha")),
+                             (meta.get("model_with_data_path"), meta.get("model_with_data_sha"))):
+            if name and digest:
+                records.setdefault(str(name), set()).add(str(digest))
+    try:
+        statements = read_statements(release / PROVENANCE_NAME) if (release / PROVENANCE_NAME).is_file() else []
+    except InputFileError:
+        statements = []
+    for statement in statements:
+        for subject in statement.get("subject", []):
+            records.setdefault(str(subject["name"]), set()).add(str(subject["digest"]["sha256"]))
+    return records
 
 
 def _check_sums(release: Path, digests: _Digests, report: VerifyReport) -> None:
@@ -161,8 +197,16 @@ def _check_sums(release: Path, digests: _Digests, report: VerifyReport) -> None:
                 removed.remove(old)
                 added.remove(new)
                 break
-    report.problems += ([f"changed: {n}" for n in changed] + [f"added: {n}" for n in added]
-                        + [f"removed: {n}" for n in removed] + renamed)
+    elsewhere = _recorded_elsewhere(release)
+    blamed = []
+    for name in changed:
+        if elsewhere.get(name) == {digests(name)}:  # the file is what the other indexes say: the line is wrong
+            blamed.append(f"changed: {SUMS_NAME} (its line for {name} records {listed[name]}, but {name} has the "
+                          "sha256 that manifest.json and the provenance statements record)")
+        else:
+            blamed.append(f"changed: {name}")
+    report.problems += (blamed + [f"added: {n}" for n in added]
+                        + [f"removed: {n}" for n in removed] + renamed + _odd_entries(release))
     report.checked["sha256sums"] = len(listed)
 
 

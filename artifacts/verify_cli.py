@@ -8,11 +8,10 @@ from pathlib import Path
 import click
 
 from artifacts.verify import verify_artifact, verify_release
-from converters.cli import run_reporting_errors
+from converters.cli import run_reporting_errors, zoo_command
 
 
-@click.command(
-    context_settings={"help_option_names": ["-h", "--help"]},
+@zoo_command(
     epilog=(
         "Exit status: 0 verified, 1 not verified (each problem on its own line: changed: X, added: Y, "
         "removed: Z, renamed? X -> Y, or the index that disagrees), 2 when an argument cannot be used.\n\n"

@@ -12,9 +12,11 @@ from google.protobuf.message import DecodeError
 from converters import __version__
 from converters.caffe.loader import InputShapes, load_caffe
 from converters.caffe.net import CaffeNet
-from converters.caffe2.netdef import Caffe2Model, load_caffe2, write_caffe2
+from converters.caffe2.netdef import CAFFE2_FILES, Caffe2Model, load_caffe2, write_caffe2
 from converters.caffe2.translate import translate
-from converters.errors import InputFileError
+from converters import finite
+from converters.errors import InputFileError, ZooforgeError
+from converters.safety import check_output_file, check_output_files
 from converters.caffe2.compat import zoo_compat
 from converters.onnx.frontend import Compat, ExportOptions, NameStyle, caffe2_to_onnx
 from converters.fileio import sha256_file
@@ -35,6 +37,7 @@ class ConvertOptions:
     input_shapes: InputShapes = None
     dynamic_batch: bool = False
     compat: Compat = None
+    allow_non_finite: bool = False  # convert weights holding NaN or infinities instead of refusing them
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Conversion:
     caffe2: Caffe2Model
     caffe: CaffeNet | None = None
     notes: list[str] = field(default_factory=list)
+    sources: tuple[Path, ...] = ()  # the input files, which no output may replace
 
     @property
     def onnx_model(self) -> onnx.ModelProto:
@@ -58,21 +62,51 @@ class Conversion:
     def save(self, output: Path, caffe2_dir: Path | None = None) -> None:
         """Write the ONNX model (and the NetDef pair); each file appears whole or not at all."""
         output = Path(output)
-        _check_output(output)
+        _check_output(output, self.sources)
         if caffe2_dir is not None and Path(caffe2_dir).exists() and not Path(caffe2_dir).is_dir():
             raise InputFileError(f"--emit-caffe2 {caffe2_dir} exists and is not a folder")
         if caffe2_dir is not None:
+            targets = [Path(caffe2_dir) / name for name in CAFFE2_FILES]
+            if any(_same_path(output, target) for target in targets):
+                raise InputFileError(f"output {output} is also one of the NetDef files --emit-caffe2 writes")
+            if Path(caffe2_dir).is_dir():
+                check_output_files(targets, self.sources, "NetDef file")
             write_caffe2(self.caffe2, Path(caffe2_dir))
         self.model.save(output)
 
 
+def read_caffe(prototxt: Path, weights: Path, options: ConvertOptions) -> CaffeNet:
+    """A Caffe model from files, its weights refused if not finite (unless allowed)."""
+    net = load_caffe(Path(prototxt), Path(weights), options.input_shapes)
+    if not options.allow_non_finite:
+        finite.check_caffe_layers(net.layers, str(weights))
+    return net
+
+
+def read_netdef(predict_net: Path, init_net: Path, value_info: Path | None, options: ConvertOptions) -> Caffe2Model:
+    """A NetDef pair from files, its weights refused if not finite (unless allowed)."""
+    caffe2 = load_caffe2(Path(predict_net), Path(init_net), value_info, options.input_shapes)
+    if not options.allow_non_finite:
+        finite.check_named(caffe2.weights, str(init_net))
+    return caffe2
+
+
+def read_onnx(path: Path, options: ConvertOptions) -> onnx.ModelProto:
+    """An ONNX model from a file, checked at its declared opset, its weights refused if not finite."""
+    model = load_onnx(path)
+    if not options.allow_non_finite:
+        finite.check_onnx(model, str(path))
+    return model
+
+
 def convert_caffe(prototxt: Path, weights: Path, options: ConvertOptions = ConvertOptions()) -> Conversion:
     """Caffe deploy prototxt + weights (``.caffemodel`` or ``.caffemodel.h5``) -> ONNX."""
-    net = load_caffe(Path(prototxt), Path(weights), options.input_shapes)
+    net = read_caffe(prototxt, weights, options)
     result = convert_caffe_net(net, options)
     name = net.name or Path(prototxt).stem
     _stamp(result.model.skeleton, f"Caffe {name} ==> Caffe2 {name} ==> ONNX {name}",
            {"prototxt": Path(prototxt), "weights": Path(weights)}, options, net.synthetic_weights)
+    result.sources = (Path(prototxt), Path(weights))
     return result
 
 
@@ -100,13 +134,14 @@ def convert_netdef(
     options: ConvertOptions = ConvertOptions(),
 ) -> Conversion:
     """Caffe2 NetDef pair (+ ``value_info.json`` or explicit input shapes) -> ONNX."""
-    caffe2 = load_caffe2(Path(predict_net), Path(init_net), value_info, options.input_shapes)
+    caffe2 = read_netdef(predict_net, init_net, value_info, options)
     result = export_netdef(caffe2, options)
     name = caffe2.predict_net.name or Path(predict_net).parent.name
     files = {"predict_net": Path(predict_net), "init_net": Path(init_net)}
     if value_info is not None:
         files["value_info"] = Path(value_info)
     _stamp(result.model.skeleton, f"Caffe2 {name} ==> ONNX {name}", files, options, caffe2.synthetic_weights)
+    result.sources = tuple(files.values())
     return result
 
 
@@ -117,6 +152,7 @@ class OnnxConversion:
     model: OnnxModel
     source_opset: int
     notes: list[str] = field(default_factory=list)
+    sources: tuple[Path, ...] = ()
 
     @property
     def onnx_model(self) -> onnx.ModelProto:
@@ -125,19 +161,43 @@ class OnnxConversion:
     def save(self, output: Path, caffe2_dir: Path | None = None) -> None:
         if caffe2_dir is not None:
             raise InputFileError("--emit-caffe2 needs a Caffe or NetDef source, not an ONNX model")
-        _check_output(Path(output))
+        _check_output(Path(output), self.sources)
         self.model.save(Path(output))
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
-    """Read an ONNX model; a missing or unreadable file is one clear error."""
+    """Read an ONNX model and check it against the schemas of the opset it declares; a missing,
+    unreadable or invalid file is one clear error."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"ONNX model {path} does not exist")
     try:
-        return onnx.load(str(path))
-    except (onnx.onnx_cpp2py_export.checker.ValidationError, DecodeError, ValueError) as exc:
-        raise InputFileError(f"{path} is not a readable ONNX model: {exc}") from None
+        model = onnx.load(str(path))
+    except (onnx.onnx_cpp2py_export.checker.ValidationError, DecodeError, ValueError, OSError) as exc:
+        raise InputFileError(f"{path} is not a readable ONNX model: {' '.join(str(exc).split())}") from None
+    check_declared(model, str(path))
+    return model
+
+
+def check_declared(model: onnx.ModelProto, source: str) -> None:
+    """The model's IR version and opset are ones the installed onnx knows, and onnx.checker
+    accepts it at that opset (an opset-11 Pad declared at opset 7 does not pass)."""
+    known_opset, known_ir = onnx.defs.onnx_opset_version(), onnx.IR_VERSION
+    if not 1 <= model.ir_version <= known_ir:
+        raise InputFileError(f"{source} declares IR version {model.ir_version}; the installed onnx "
+                             f"{onnx.__version__} knows IR versions 1 to {known_ir}")
+    try:
+        opset = model_opset(model)
+    except ZooforgeError:
+        raise InputFileError(f"{source} imports no default-domain (ai.onnx) opset") from None
+    if not 1 <= opset <= known_opset:
+        raise InputFileError(f"{source} declares opset {opset}; the installed onnx {onnx.__version__} knows "
+                             f"opsets 1 to {known_opset}")
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        reason = " ".join(str(exc).split("==>")[0].split())
+        raise InputFileError(f"{source} is not a valid opset-{opset} ONNX model (onnx.checker: {reason})") from None
 
 
 def convert_onnx(path: Path, options: ConvertOptions = ConvertOptions()) -> OnnxConversion:
@@ -146,13 +206,13 @@ def convert_onnx(path: Path, options: ConvertOptions = ConvertOptions()) -> Onnx
         raise InputFileError(
             "--input-shape, --dynamic-batch, --names and --compat apply to Caffe and NetDef sources only"
         )
-    source = load_onnx(path)
+    source = read_onnx(path, options)
     converted = convert_opset(source, options.opset)
     previous = read_lineage(source)
     name = source.graph.name or Path(path).stem
     line = f"{previous.line if previous else f'ONNX {name} (opset {model_opset(source)})'} ==> ONNX {name}"
     _stamp(converted, line, {"onnx": Path(path)}, options, bool(previous and previous.synthetic))
-    return OnnxConversion(OnnxModel(converted), model_opset(source))
+    return OnnxConversion(OnnxModel(converted), model_opset(source), sources=(Path(path),))
 
 
 def _stamp(model: onnx.ModelProto, line: str, files: Mapping[str, Path], options: ConvertOptions,
@@ -167,11 +227,14 @@ def _stamp(model: onnx.ModelProto, line: str, files: Mapping[str, Path], options
     stamp(model, Lineage(line, sources, (), settings, synthetic))
 
 
-def _check_output(output: Path) -> None:
-    if not output.parent.is_dir():
-        raise InputFileError(f"output folder {output.parent} does not exist")
-    if output.is_dir():
+def _check_output(output: Path, sources: tuple[Path, ...]) -> None:
+    if output.is_dir() and not output.is_symlink():
         raise InputFileError(f"output {output} is a folder; give a file name such as {output / 'model.onnx'}")
+    check_output_file(output, sources)
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return Path(a).absolute() == Path(b).absolute()
 
 
 def export_netdef(caffe2: Caffe2Model, options: ConvertOptions = ConvertOptions()) -> Conversion:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -11,8 +12,57 @@ import click
 
 from converters import api
 from converters.errors import ZooforgeError
+from converters.interrupts import Interrupted, exit_status, raise_on_termination
 from versioning import latest_opset, opset_info
 from versioning.opsets import MIN_OPSET
+
+
+MAX_INPUT_ELEMENTS = 2**31 - 1  # Caffe's and ONNX Runtime's element counts are 32-bit here
+
+
+class ZooCommand(click.Command):
+    """A click command whose usage errors (a bad option value, a missing argument) are one
+    ``error:`` line on stderr with exit status 2, like every other refusal; ``--help`` lists the
+    options as usual."""
+
+    def main(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+
+
+def zoo_command(**settings):  # noqa: ANN003, ANN201 - click.command with zooforge's defaults
+    settings.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
+    return click.command(cls=ZooCommand, **settings)
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float, at least ``low``."""
+
+    name = "number"
+
+    def __init__(self, low: float = 0.0) -> None:
+        self.low = low
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or number < self.low:
+            self.fail(f"{value!r} must be a finite number of at least {self.low:g}", param, ctx)
+        return number
+
+
+allow_non_finite_option = click.option(
+    "--allow-non-finite", is_flag=True,
+    help="Convert weights that hold NaN or infinities (refused by default, naming the layer and blob).")
 
 
 def parse_input_shapes(values: tuple[str, ...]) -> tuple[int, ...] | dict[str, tuple[int, ...]] | None:
@@ -26,6 +76,11 @@ def parse_input_shapes(values: tuple[str, ...]) -> tuple[int, ...] | dict[str, t
             shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
         except ValueError:
             raise click.BadParameter(f"{value!r} is not a shape like 1,3,224,224") from None
+        if any(d < 1 for d in shape):
+            raise click.BadParameter(f"{value!r}: every dimension must be at least 1")
+        if math.prod(shape) > MAX_INPUT_ELEMENTS:
+            raise click.BadParameter(f"{value!r} has {math.prod(shape)} elements; at most {MAX_INPUT_ELEMENTS} are "
+                                     "supported")
         if not name:
             if len(values) > 1:
                 raise click.BadParameter("with several --input-shape, name each: data=1,3,224,224")
@@ -86,15 +141,29 @@ def source_spec(model: Path | None, weights: Path | None, builtin: str | None, i
 
 
 def run_reporting_errors(action):  # noqa: ANN001, ANN201 - a decorator for click commands
-    """Turn zooforge's input errors into one line on stderr and exit status 2."""
+    """Turn every expected failure into one line on stderr: zooforge's input errors and the
+    operating system's (a missing file, a full disk, a read-only folder, no memory) exit 2;
+    SIGINT, SIGTERM and SIGHUP, after every clean-up has run, exit 128 + the signal's number."""
 
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         warnings.showwarning = _show_warning
+        raise_on_termination()
         try:
             return action(*args, **kwargs)
         except ZooforgeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(2)
+        except MemoryError:
+            click.echo("error: out of memory (is an input shape or a dataset far larger than intended?)", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt as exc:
+            click.echo(f"error: interrupted ({exc.args[0] if isinstance(exc, Interrupted) else 'SIGINT'}); "
+                       "temporary files were removed and no output was changed", err=True)
+            sys.exit(exit_status(exc))
 
     wrapper.__name__ = action.__name__
     wrapper.__doc__ = action.__doc__
@@ -105,8 +174,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.echo(f"warning: {message}", err=True)
 
 
-@click.command(
-    context_settings={"help_option_names": ["-h", "--help"]},
+@zoo_command(
     epilog=(
         "Examples:\n\n"
         "  zoo-convert deploy.prototxt bvlc_alexnet.caffemodel --to-opset 12 -o alexnet.onnx\n\n"
@@ -130,9 +198,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
                    "end-padded). Default: faithful to Caffe.")
 @click.option("--emit-caffe2", type=click.Path(path_type=Path), metavar="DIR",
               help="Also write the intermediate predict_net.pb, init_net.pb and value_info.json.")
+@allow_non_finite_option
 @run_reporting_errors
 def main(model, weights, builtin, init_net, value_info, opset, output, input_shapes, names,
-         dynamic_batch, compat, emit_caffe2) -> None:  # noqa: ANN001
+         dynamic_batch, compat, emit_caffe2, allow_non_finite) -> None:  # noqa: ANN001
     """Convert a Caffe model, a Caffe2 NetDef pair, an ONNX model or a built-in model to ONNX.
 
     MODEL is a Caffe deploy .prototxt (then WEIGHTS is its .caffemodel or .caffemodel.h5), a
@@ -141,7 +210,8 @@ def main(model, weights, builtin, init_net, value_info, opset, output, input_sha
     name). Caffe models pass through a Caffe2 NetDef. Every model is checked by onnx.checker with
     full shape inference and stamped with its opset's IR version before anything is written.
     """
-    options = api.ConvertOptions(opset, names, parse_input_shapes(input_shapes), dynamic_batch, compat)
+    options = api.ConvertOptions(opset, names, parse_input_shapes(input_shapes), dynamic_batch, compat,
+                                 allow_non_finite)
     opset_info(opset)  # reject an unknown opset before any work
     spec = source_spec(model, weights, builtin, init_net, value_info)
     convert = {

@@ -10,13 +10,20 @@ from __future__ import annotations
 from versioning.errors import OpsetError, ZooforgeError
 
 __all__ = [
-    "CaffeModelError", "ExportError", "InputFileError", "NetDefError", "OpsetError",
+    "CaffeModelError", "ExportError", "InputFileError", "NetDefError", "OpsetError", "OutputFileError",
     "UnsupportedLayerError", "ZooforgeError",
 ]
 
 
 class InputFileError(ZooforgeError):
     """A file is missing, unreadable, or not in the format expected."""
+
+
+class OutputFileError(ZooforgeError):
+    """A file or folder could not be written (disk full, read-only file system, permissions, ...)."""
+
+    def __init__(self, path, exc: OSError) -> None:  # noqa: ANN001
+        super().__init__(f"cannot write {path}: {exc.strerror or exc}")
 
 
 class CaffeModelError(ZooforgeError):

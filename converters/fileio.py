@@ -10,17 +10,32 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from converters.errors import OutputFileError
+from converters.safety import check_output_file, owner_tag, remove_stale
+
 
 @contextmanager
 def atomic_writer(path: Path) -> Iterator[BinaryIO]:
-    """Yield a stream to a temporary sibling of ``path``; rename it into place only on success."""
+    """Yield a stream to a temporary sibling of ``path``; rename it into place only on success.
+
+    ``path`` must be absent or a regular file (never a device, FIFO, socket, link or folder). The
+    sibling is named after this process, and the leftovers of killed writers of ``path`` go.
+    """
     path = Path(path)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    check_output_file(path)
+    remove_stale(path.parent, f".{path.name}.")
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", dir=path.parent)
+    except OSError as exc:
+        raise OutputFileError(path, exc) from None
     try:
         with os.fdopen(handle, "wb") as stream:
             yield stream
         os.chmod(temp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the mode open() would
         os.replace(temp, path)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise OutputFileError(path, exc) from None
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise

@@ -265,12 +265,16 @@ def test_json_report_and_rethreshold(shared: Path, tmp_path: Path) -> None:
 
 def test_compare_output_semantics() -> None:
     tol = Tolerance(rtol=1e-3, atol=1e-7)
-    exp = np.array([1.0, np.nan, np.inf, 0.0, -2.0], np.float32)
-    assert compare_output("y", exp, exp.copy(), tol).passed  # NaN == NaN, inf == inf
-    got = exp.copy()
-    got[1] = 0.0
-    bad = compare_output("y", exp, got, tol)
-    assert not bad.passed and bad.max_abs == np.inf and bad.worst_index == (1,)
+    exp = np.array([1.0, 3.0, 5.0, 0.0, -2.0], np.float32)
+    assert compare_output("y", exp, exp.copy(), tol).passed
+    # NaN never matches, not even NaN; an infinity fails wherever it is, expected or produced
+    for position, value in ((1, np.nan), (2, np.inf), (2, -np.inf)):
+        odd = exp.copy()
+        odd[position] = value
+        for expected, got in ((odd, odd.copy()), (exp, odd), (odd, exp)):
+            report = compare_output("y", expected, got, tol)
+            assert not report.passed and report.max_abs == np.inf and report.worst_index == (position,)
+            assert "non-finite values" in report.reason and "NaN never matches" in report.reason
     got = exp.copy()
     got[4] = -2.0015  # |err| 1.5e-3 <= 1e-7 + 1e-3 * 2: passes
     close = compare_output("y", exp, got, tol)

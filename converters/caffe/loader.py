@@ -214,6 +214,7 @@ def _resolve_input_shapes(
 
 
 def _check_wiring(inputs: Mapping[str, Shape], layers: Sequence[CaffeLayer], source: str) -> None:
+    """Every bottom exists; a top is new unless the layer computes in place (Caffe's AppendTop)."""
     available = set(inputs)
     for layer in layers:
         for bottom in layer.bottoms:
@@ -221,6 +222,13 @@ def _check_wiring(inputs: Mapping[str, Shape], layers: Sequence[CaffeLayer], sou
                 raise CaffeModelError(
                     f"{source}: layer '{layer.name}' ({layer.type}) reads blob '{bottom}', "
                     "which no input or earlier layer produces"
+                )
+        for index, top in enumerate(layer.tops):
+            in_place = index < len(layer.bottoms) and layer.bottoms[index] == top
+            if (top in available and not in_place) or top in layer.tops[:index]:
+                raise CaffeModelError(
+                    f"{source}: layer '{layer.name}' ({layer.type}) writes top '{top}', which another layer "
+                    "or input already produces (Caffe allows that only in place, as the same bottom)"
                 )
         available.update(layer.tops)
 
@@ -237,7 +245,7 @@ def _attach_weights(
                     f"but {source} holds no weights for it"
                 )
             continue
-        layer.blobs = [np.ascontiguousarray(blob, dtype=np.float32) for blob in blobs]
+        layer.blobs = [np.asarray(blob, dtype=np.float32, order="C") for blob in blobs]  # (keeps 0-d blobs 0-d)
     extra = sorted(set(table) - all_names)
     if extra:
         warnings.warn(

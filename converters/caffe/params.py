@@ -8,14 +8,21 @@ from converters.errors import CaffeModelError
 
 
 def spatial(
-    param: Any, name: str, default: int | None, where: str, pair: str | None = None
+    param: Any, name: str, default: int | None, where: str, pair: str | None = None, minimum: int = 0
 ) -> tuple[int, int]:
     """Caffe's rule: ``<pair>_h``/``<pair>_w`` win; else ``name`` holds one value or one per axis.
 
     ``pair`` defaults to ``name`` (``pad`` -> ``pad_h``); kernels pair ``kernel_size`` with
-    ``kernel_h``/``kernel_w``.
+    ``kernel_h``/``kernel_w``. Values below ``minimum`` are refused, as Caffe's CHECKs do
+    (kernel, stride and dilation at least 1, pad at least 0).
     """
-    pair = pair or name
+    values = _spatial(param, name, default, where, pair or name)
+    if min(values) < minimum:
+        raise CaffeModelError(f"{where}: {name} {list(values)} must be at least {minimum}")
+    return values
+
+
+def _spatial(param: Any, name: str, default: int | None, where: str, pair: str) -> tuple[int, int]:
     if param.HasField(f"{pair}_h") or param.HasField(f"{pair}_w"):
         if not (param.HasField(f"{pair}_h") and param.HasField(f"{pair}_w")):
             raise CaffeModelError(f"{where}: {pair}_h and {pair}_w must be given together")

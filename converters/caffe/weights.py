@@ -47,6 +47,8 @@ def blob_to_array(blob: Any, where: str) -> np.ndarray:
         shape = tuple(int(getattr(blob, name)) for name in _LEGACY_DIMS)
     else:
         shape = None
+    if shape is not None and any(d < 0 for d in shape):
+        raise CaffeModelError(f"{where}: blob declares a negative dimension {list(shape)}")
     if len(blob.data):
         values = np.asarray(blob.data, dtype=np.float32)
     else:
@@ -96,15 +98,28 @@ def _read_hdf5(path: Path) -> WeightTable:
             f"{path} is an HDF5 weights file; install zooforge's 'hdf5' extra (h5py) to read it"
         ) from None
     table: WeightTable = {}
-    with h5py.File(path, "r") as handle:
-        if "data" not in handle:
-            raise InputFileError(f"{path} is HDF5 but has no 'data' group of Caffe layer weights")
-        group = handle["data"]
-        for name in group:
-            layer = group[name]
-            keys = sorted(layer.keys(), key=int)
-            if keys:
-                table[name] = [np.asarray(layer[key], dtype=np.float32) for key in keys]
+    try:
+        with h5py.File(path, "r") as handle:
+            if "data" not in handle or not isinstance(handle["data"], h5py.Group):
+                raise InputFileError(f"{path} is HDF5 but has no 'data' group of Caffe layer weights")
+            group = handle["data"]
+            for name in group:
+                layer = group[name]
+                if not isinstance(layer, h5py.Group):
+                    raise InputFileError(f"{path}: data/{name} is not a group of blobs named 0, 1, ...")
+                keys = list(layer.keys())
+                if not all(key.isdigit() for key in keys) or sorted(map(int, keys)) != list(range(len(keys))):
+                    raise InputFileError(f"{path}: the blobs of layer '{name}' are named {sorted(keys)}, not 0, 1, ...")
+                blobs = []
+                for key in sorted(keys, key=int):
+                    dataset = layer[key]
+                    if not isinstance(dataset, h5py.Dataset) or dataset.dtype.kind not in "fiu":
+                        raise InputFileError(f"{path}: data/{name}/{key} is not a numeric dataset")
+                    blobs.append(np.asarray(dataset, dtype=np.float32))
+                if blobs:
+                    table[name] = blobs
+    except (OSError, ValueError, TypeError, KeyError) as exc:  # h5py's errors for a damaged file
+        raise InputFileError(f"{path} is not a readable HDF5 weights file: {' '.join(str(exc).split())}") from None
     return table
 
 

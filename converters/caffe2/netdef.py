@@ -19,7 +19,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from converters.caffe2 import schema
-from converters.errors import InputFileError, NetDefError
+from converters.errors import InputFileError, NetDefError, OutputFileError
 from converters.fileio import atomic_write_bytes, atomic_writer
 from converters.wire import field_header
 
@@ -27,7 +27,8 @@ FLOAT_TYPE = 1  # caffe2.TensorProto.FLOAT
 INT32_TYPE = 2
 INT64_TYPE = 10
 
-SYNTHETIC_ARG = "zooforge_synthetic_weights"  # net-level argument marking synthetic weights
+SYNTHETIC_ARG = "zooforge_synthetic_weights"
+CAFFE2_FILES = ("predict_net.pb", "init_net.pb", "value_info.json")  # what write_caffe2 writes  # net-level argument marking synthetic weights
 
 ArgValue = int | float | str | bytes | list[int] | list[float] | list[str]
 
@@ -288,13 +289,12 @@ def load_caffe2(
 def write_caffe2(model: Caffe2Model, directory: Path) -> dict[str, Path]:
     """Write ``predict_net.pb``, ``init_net.pb`` and ``value_info.json`` into ``directory``."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputFileError(directory, exc) from None
     value_info = {name: [FLOAT_TYPE, list(shape)] for name, shape in model.input_shapes.items()}
-    paths = {
-        "predict_net": directory / "predict_net.pb",
-        "init_net": directory / "init_net.pb",
-        "value_info": directory / "value_info.json",
-    }
+    paths = {name.split(".")[0]: directory / name for name in CAFFE2_FILES}
     atomic_write_bytes(paths["predict_net"], model.predict_net.SerializeToString())
     with atomic_writer(paths["init_net"]) as stream:
         for chunk in init_net_chunks(model.weights, model.predict_net.name or "model"):

@@ -36,6 +36,7 @@ class Translation:
         self.weights: dict[str, np.ndarray] = {}
         self.shapes: dict[str, Shape] = dict(net.inputs)
         self.layer: CaffeLayer | None = None
+        self._used_blobs = 0
         self._op_names: set[str] = set()  # unique: the historical frontend makes them ONNX node names
 
     @property
@@ -72,19 +73,42 @@ class Translation:
         return f"_{self.layer.name}_{suffix}"
 
     def blob(self, index: int, shape: Shape) -> np.ndarray:
-        """Weight blob ``index`` of the current layer, reshaped to ``shape`` (legacy 4-D dims too)."""
+        """Weight blob ``index`` of the current layer, of exactly ``shape`` as Caffe requires (or
+        its legacy 4-D form ``num, channels, height, width``, as V1 weights files store it)."""
         blobs = self.layer.blobs
         if index >= len(blobs):
             raise CaffeModelError(
                 f"{self.where} needs weight blob {index}, but the weights file gives it {len(blobs)}"
             )
+        self._used_blobs = max(self._used_blobs, index + 1)
         array = blobs[index]
-        if array.size != int(np.prod(shape, dtype=np.int64)):
+        legacy = (1,) * (4 - len(shape)) + tuple(shape) if len(shape) <= 4 else None
+        if tuple(array.shape) not in (tuple(shape), legacy):
             raise CaffeModelError(
                 f"{self.where}: weight blob {index} has shape {list(array.shape)}, "
                 f"expected {list(shape)}"
             )
         return array.reshape(shape)
+
+    def begin_layer(self, layer: CaffeLayer) -> None:
+        self.layer = layer
+        self._used_blobs = 0
+
+    def end_layer(self) -> None:
+        """Caffe refuses a weights file whose layer holds more blobs than the layer takes."""
+        given = len(self.layer.blobs)
+        if given > self._used_blobs:
+            raise CaffeModelError(
+                f"{self.where}: the weights file gives {given} weight blobs, the layer takes {self._used_blobs}"
+            )
+
+    def axis(self, value: int, rank: int, name: str = "axis") -> int:
+        """Caffe's CanonicalAxisIndex: ``-rank <= value < rank``, negative counting from the end."""
+        if not -rank <= value < rank:
+            raise CaffeModelError(
+                f"{self.where}: {name} {value} is out of range for a {rank}-D input ({-rank} to {rank - 1})"
+            )
+        return value % rank
 
 
 def _single_op_net(op: Any) -> Any:
@@ -107,8 +131,9 @@ def translate(net: CaffeNet) -> Caffe2Model:
                 f"layer '{layer.name}' has type '{layer.type}', which zooforge cannot convert; "
                 f"supported types: {', '.join(sorted(TRANSLATORS))}"
             )
-        t.layer = layer
+        t.begin_layer(layer)
         translator(t, layer)
+        t.end_layer()
     t.layer = None
     t.predict.external_input.extend(list(net.inputs) + list(t.weights))
     t.predict.external_output.extend(net.outputs)
@@ -141,10 +166,12 @@ def _conv_common(t: Translation, layer: CaffeLayer, transposed: bool) -> None:
     where = t.where
     if p.axis != 1:
         raise UnsupportedLayerError(f"{where}: only axis 1 (NCHW) convolutions are supported")
-    kernel = spatial(p, "kernel_size", None, where, pair="kernel")
-    stride = spatial(p, "stride", 1, where)
+    kernel = spatial(p, "kernel_size", None, where, pair="kernel", minimum=1)
+    stride = spatial(p, "stride", 1, where, minimum=1)
     pad = spatial(p, "pad", 0, where)
     dilation = _dilation(p, where)
+    if p.num_output < 1:
+        raise CaffeModelError(f"{where}: num_output must be at least 1, found {p.num_output}")
     x = layer.bottoms[0]
     channels = t.shape(x)[1]
     group = p.group
@@ -169,6 +196,8 @@ def _dilation(p: Any, where: str) -> tuple[int, int]:
     values = [int(v) for v in p.dilation] or [1]
     if len(values) > 2:
         raise UnsupportedLayerError(f"{where}: only 2-D dilation is supported, found {values}")
+    if min(values) < 1:
+        raise CaffeModelError(f"{where}: dilation {values} must be at least 1")
     return (values[0], values[-1])
 
 
@@ -193,8 +222,10 @@ def _pooling(t: Translation, layer: CaffeLayer) -> None:
         t.add(methods[p.pool], [x], [top], order="NCHW", global_pooling=1,
               **_window_args((height, width), (1, 1), (0, 0)))
         return
-    kernel = spatial(p, "kernel_size", None, where, pair="kernel")
-    stride, pad = spatial(p, "stride", 1, where), spatial(p, "pad", 0, where)
+    kernel = spatial(p, "kernel_size", None, where, pair="kernel", minimum=1)
+    stride, pad = spatial(p, "stride", 1, where, minimum=1), spatial(p, "pad", 0, where)
+    if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
+        raise CaffeModelError(f"{where}: pad {list(pad)} must be smaller than the kernel {list(kernel)}")
     ceil = p.round_mode == 0  # CEIL, Caffe's own rounding
     args = _caffe_pool_args(t.shape(x)[2:4], kernel, stride, pad) if ceil else _window_args(kernel, stride, pad)
     if p.pool == 0:
@@ -280,7 +311,9 @@ def _inner_product(t: Translation, layer: CaffeLayer) -> None:
     p = layer.param.inner_product_param
     x = layer.bottoms[0]
     shape = t.shape(x)
-    axis = p.axis % len(shape)
+    axis = t.axis(p.axis, len(shape))
+    if p.num_output < 1:
+        raise CaffeModelError(f"{t.where}: num_output must be at least 1, found {p.num_output}")
     inner = int(np.prod(shape[axis:], dtype=np.int64))
     if p.transpose:
         w = t.blob(0, (inner, p.num_output)).T
@@ -303,7 +336,7 @@ def _relu(t: Translation, layer: CaffeLayer) -> None:
 def _prelu(t: Translation, layer: CaffeLayer) -> None:
     x = layer.bottoms[0]
     count = 1 if layer.param.prelu_param.channel_shared else t.shape(x)[1]
-    slope = t.blob(0, (count,))
+    slope = t.blob(0, () if layer.param.prelu_param.channel_shared else (count,))  # Caffe's own shapes
     if count > 1:  # (C, 1, ...): real Caffe2 reads it per channel, and so does ONNX's broadcasting
         slope = slope.reshape((count,) + (1,) * (len(t.shape(x)) - 2))
     t.add("PRelu", [x, t.weight("slope", slope)], layer.tops[:1])
@@ -379,13 +412,15 @@ def _log(t: Translation, layer: CaffeLayer) -> None:
 
 def _dropout(t: Translation, layer: CaffeLayer) -> None:
     ratio = layer.param.dropout_param.dropout_ratio
+    if not 0.0 <= ratio < 1.0:
+        raise CaffeModelError(f"{t.where}: dropout_ratio {ratio:g} must lie in [0, 1)")
     t.add("Dropout", layer.bottoms[:1], layer.tops[:1], ratio=ratio, is_test=1)
 
 
 def _softmax(t: Translation, layer: CaffeLayer) -> None:
     x, top = layer.bottoms[0], layer.tops[0]
     rank = len(t.shape(x))
-    axis = layer.param.softmax_param.axis % rank
+    axis = t.axis(layer.param.softmax_param.axis, rank)
     if axis == rank - 1:
         t.add("Softmax", [x], [top], axis=axis)
         return
@@ -401,7 +436,7 @@ def _softmax(t: Translation, layer: CaffeLayer) -> None:
 def _concat(t: Translation, layer: CaffeLayer) -> None:
     p = layer.param.concat_param
     axis = p.concat_dim if p.HasField("concat_dim") else p.axis
-    axis %= len(t.shape(layer.bottoms[0]))
+    axis = t.axis(axis, len(t.shape(layer.bottoms[0])), "concat_dim" if p.HasField("concat_dim") else "axis")
     # Caffe2's Concat has two outputs (the result and split_info) and refuses axis with order.
     t.add("Concat", layer.bottoms, [layer.tops[0], t.temp("split_info")], axis=axis)
 
@@ -410,7 +445,8 @@ def _slice(t: Translation, layer: CaffeLayer) -> None:
     p = layer.param.slice_param
     x = layer.bottoms[0]
     shape = t.shape(x)
-    axis = (p.slice_dim if p.HasField("slice_dim") else p.axis) % len(shape)
+    axis = t.axis(p.slice_dim if p.HasField("slice_dim") else p.axis, len(shape),
+                  "slice_dim" if p.HasField("slice_dim") else "axis")
     points = [int(v) for v in p.slice_point]
     if points:
         if len(points) != len(layer.tops) - 1:
@@ -465,7 +501,7 @@ def _batch_norm(t: Translation, layer: CaffeLayer) -> None:
     channels = t.shape(x)[1]
     mean = t.blob(0, (channels,))
     var = t.blob(1, (channels,))
-    factor = float(t.blob(2, (1,))[0]) if len(layer.blobs) > 2 else 1.0
+    factor = float(t.blob(2, (1,))[0])
     scale = 0.0 if factor == 0 else 1.0 / factor
     eps = layer.param.batch_norm_param.eps
     inputs = [
@@ -479,10 +515,17 @@ def _batch_norm(t: Translation, layer: CaffeLayer) -> None:
 
 
 def _broadcast_span(t: Translation, layer: CaffeLayer, axis: int, num_axes: int) -> tuple[int, Shape]:
+    """Caffe's Scale/Bias geometry: the operand covers ``shape[axis:axis + num_axes]``."""
     shape = t.shape(layer.bottoms[0])
-    axis %= len(shape)
+    axis = t.axis(axis, len(shape))
     if len(layer.bottoms) > 1:
-        return axis, t.shape(layer.bottoms[1])
+        span = t.shape(layer.bottoms[1])
+        if tuple(shape[axis : axis + len(span)]) != tuple(span):
+            raise CaffeModelError(f"{t.where}: bottom '{layer.bottoms[1]}' of shape {list(span)} does not match "
+                                  f"{list(shape)} from axis {axis}")
+        return axis, span
+    if num_axes < -1 or (num_axes != -1 and axis + num_axes > len(shape)):
+        raise CaffeModelError(f"{t.where}: num_axes {num_axes} from axis {axis} does not fit a {len(shape)}-D input")
     end = len(shape) if num_axes == -1 else axis + num_axes
     return axis, tuple(shape[axis:end])
 
@@ -542,7 +585,9 @@ def _reshape_to(t: Translation, layer: CaffeLayer, target: Shape) -> None:
 def _flatten(t: Translation, layer: CaffeLayer) -> None:
     p = layer.param.flatten_param
     shape = t.shape(layer.bottoms[0])
-    axis, end = p.axis % len(shape), p.end_axis % len(shape)
+    axis, end = t.axis(p.axis, len(shape)), t.axis(p.end_axis, len(shape), "end_axis")
+    if end < axis:
+        raise CaffeModelError(f"{t.where}: end_axis {p.end_axis} comes before axis {p.axis}")
     if axis == 1 and end == len(shape) - 1:
         t.add("Flatten", layer.bottoms[:1], layer.tops[:1], axis=1)
         return
@@ -574,7 +619,9 @@ def _crop(t: Translation, layer: CaffeLayer) -> None:
     p = layer.param.crop_param
     x, reference = layer.bottoms[0], layer.bottoms[1]
     shape, ref = t.shape(x), t.shape(reference)
-    axis = p.axis % len(shape)
+    axis = t.axis(p.axis, len(shape))
+    if len(ref) != len(shape):
+        raise CaffeModelError(f"{t.where}: bottoms of {len(shape)} and {len(ref)} dimensions")
     offsets = [int(o) for o in p.offset]
     count = len(shape) - axis
     if len(offsets) not in (0, 1, count):
@@ -610,7 +657,7 @@ def _argmax(t: Translation, layer: CaffeLayer) -> None:
         raise UnsupportedLayerError(f"{t.where}: only top_k 1 without out_max_val is supported")
     x, top = layer.bottoms[0], layer.tops[0]
     if p.HasField("axis"):
-        index = t.add("ArgMax", [x], [t.temp("index")], axis=p.axis % len(t.shape(x)), keepdims=1)
+        index = t.add("ArgMax", [x], [t.temp("index")], axis=t.axis(p.axis, len(t.shape(x))), keepdims=1)
         t.add("Cast", [index], [top], to=_FLOAT)
         return
     flat = t.add("Flatten", [x], [t.temp("flat")], axis=1)
