@@ -11,7 +11,6 @@ environment, broken weights files, full disks, decompression bombs), and bounded
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import socket
@@ -29,7 +28,6 @@ from onnx import helper
 from artifacts import eval_cli, package_cli, quantize_cli, validate_cli, verify_cli
 from converters import cli as convert_cli
 from converters.caffe.weights import read_weights, write_caffemodel
-from converters.caffe2.netdef import build_init_net, make_op
 from converters.caffe2 import schema
 from converters.safety import owner_tag
 

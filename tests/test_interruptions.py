@@ -1,7 +1,7 @@
-"""A real ``zoo-package`` build, interrupted by SIGINT, SIGTERM or SIGKILL at several points, leaves
-``--out`` holding either the old release or the new one, never a mixture; after SIGINT and
-SIGTERM and SIGHUP nothing else is beside it, and after SIGKILL the next build removes what the killed one
-left and says so."""
+"""A real ``zoo-package`` build, interrupted by SIGINT, SIGTERM, SIGHUP or SIGKILL at several
+points, leaves ``--out`` holding either the old release or the new one, never a mixture; after
+SIGINT, SIGTERM and SIGHUP nothing else is beside it, and after SIGKILL the next build removes
+what the killed one left and says so."""
 
 from __future__ import annotations
 
