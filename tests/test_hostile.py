@@ -592,15 +592,6 @@ def test_validate_reads_only_bounded_regular_files(backend_copy, kind):
     assert stat.S_ISLNK(tensor.lstat().st_mode) or tensor.exists()
 
 
-def test_hostile_cases_are_counted():
-    """The closing note reports this suite's size by family; keep the count honest."""
-    import inspect
-
-    module = sys.modules[__name__]
-    tests = [name for name, value in inspect.getmembers(module, inspect.isfunction) if name.startswith("test_")]
-    assert len(tests) >= 30
-
-
 def test_a_build_killed_mid_swap_gets_its_old_release_back(lenet, tmp_path):
     out = tmp_path / "release"
     assert package(lenet, out).exit_code == 0
