@@ -52,7 +52,7 @@ import onnx
 
 from converters import finite
 from converters.api import load_onnx
-from converters.errors import InputFileError, ZooforgeError
+from converters.errors import ZooforgeError
 from converters.fileio import atomic_write_bytes
 from converters.safety import check_output_file, owner_tag, remove_stale
 from versioning.convert import convert_opset, model_opset
@@ -181,8 +181,6 @@ def quantize_model(model_path: Path, output: Path, settings: QuantizeSettings, r
 
     model_path, output = Path(model_path), Path(output)
     model = _load(model_path)
-    if output.is_dir() and not output.is_symlink():
-        raise InputFileError(f"output {output} is a folder; give a file name such as {output / 'model.onnx'}")
     check_output_file(output, [model_path])
 
     notes: list[str] = []

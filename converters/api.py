@@ -62,7 +62,7 @@ class Conversion:
     def save(self, output: Path, caffe2_dir: Path | None = None) -> None:
         """Write the ONNX model (and the NetDef pair); each file appears whole or not at all."""
         output = Path(output)
-        _check_output(output, self.sources)
+        check_output_file(output, self.sources)
         if caffe2_dir is not None and Path(caffe2_dir).exists() and not Path(caffe2_dir).is_dir():
             raise InputFileError(f"--emit-caffe2 {caffe2_dir} exists and is not a folder")
         if caffe2_dir is not None:
@@ -161,7 +161,7 @@ class OnnxConversion:
     def save(self, output: Path, caffe2_dir: Path | None = None) -> None:
         if caffe2_dir is not None:
             raise InputFileError("--emit-caffe2 needs a Caffe or NetDef source, not an ONNX model")
-        _check_output(Path(output), self.sources)
+        check_output_file(Path(output), self.sources)
         self.model.save(Path(output))
 
 
@@ -225,12 +225,6 @@ def _stamp(model: onnx.ModelProto, line: str, files: Mapping[str, Path], options
                              input_shape=shapes, dynamic_batch=options.dynamic_batch)
     sources = tuple(SourceFile(Path(path).name, role, sha256_file(Path(path))) for role, path in files.items())
     stamp(model, Lineage(line, sources, (), settings, synthetic))
-
-
-def _check_output(output: Path, sources: tuple[Path, ...]) -> None:
-    if output.is_dir() and not output.is_symlink():
-        raise InputFileError(f"output {output} is a folder; give a file name such as {output / 'model.onnx'}")
-    check_output_file(output, sources)
 
 
 def _same_path(a: Path, b: Path) -> bool:

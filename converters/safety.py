@@ -51,6 +51,8 @@ def check_output_file(path: Path, inputs: Iterable[Path] = (), what: str = "outp
         return
     except OSError as exc:
         raise InputFileError(f"cannot inspect {what} {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise InputFileError(f"{what} {path} is a folder; give a file name such as {path / 'model.onnx'}")
     if not stat.S_ISREG(mode):
         raise InputFileError(f"refusing to write {what} {path}: it is {_kind(mode)}, not a regular file")
     for source in inputs:
