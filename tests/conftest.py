@@ -10,8 +10,16 @@ import numpy as np
 import onnx
 import pytest
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-SHARED_MISSING = "needs ../shared (the real models and data); CI always has it"
+from shared_paths import SHARED, SHARED_MISSING, SHARED_VARIABLE, on_ci
+
+
+def pytest_configure(config) -> None:
+    """On CI (``CI=true``) a missing ``../shared`` fails the run at once instead of skipping."""
+    if on_ci() and not SHARED.is_dir():
+        raise pytest.UsageError(
+            f"CI=true but the real models and data are missing: no folder {SHARED} "
+            f"(lay ../shared beside the clone or set {SHARED_VARIABLE})"
+        )
 
 
 @pytest.fixture(scope="session")

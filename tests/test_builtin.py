@@ -19,8 +19,8 @@ from converters.caffe.weights import read_weights, write_caffemodel
 from converters.caffe2.executor import run_net
 from converters.caffe2.translate import translate
 from converters.errors import ZooforgeError
+from shared_paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BVLC_ALEXNET = SHARED / "caffe/bvlc/v2_input_layer/models/bvlc_alexnet/deploy.prototxt"
 ALEXNET = BUILTIN_MODELS["alexnet"]
 

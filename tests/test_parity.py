@@ -38,8 +38,8 @@ from converters.caffe2.executor import infer_shapes, run_net
 from converters.caffe2.netdef import write_caffe2
 
 from conftest import run_onnx_file
+from shared_paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CAFFE = SHARED / "caffe"
 TRAINED = CAFFE / "trained"
 BVLC = CAFFE / "bvlc"

@@ -19,15 +19,16 @@ from artifacts.preprocess import (
     PreprocessError, SeededReader, custom_preset, get_preset,
 )
 from converters.errors import InputFileError
+from shared_paths import SHARED, SHARED_MISSING
 
 BILINEAR = Image.Resampling.BILINEAR
 
 
 @pytest.fixture(scope="module")
 def data(request) -> Path:
-    root = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    root = SHARED / "data"
     if not root.is_dir():
-        pytest.skip("needs ../shared (the real models and data); CI always has it")
+        pytest.skip(SHARED_MISSING)
     return root
 
 

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from shared_paths import SHARED
 
 RUNNER = Path(__file__).with_name("runner.py")
-SETUP_SCRIPT = Path(__file__).resolve().parents[3] / "shared" / "tools" / "caffe2-historical-setup.sh"
+SETUP_SCRIPT = SHARED / "tools" / "caffe2-historical-setup.sh"
 ROOT_VARIABLE = "ZOOFORGE_CAFFE2_ROOT"
 
 
