@@ -1,0 +1,310 @@
+"""Mutation testing of zooforge's core with mutmut, one group of modules at a time.
+
+Each group pairs the modules it mutates with the tests that check them, chosen to be quick: mutmut
+runs the group's tests once to learn which test reaches which function, then, for every mutant
+(a small bug planted in one function), only the tests that reach it, stopping at the first failure.
+A group runs in its own scratch copy of the repository (``--work``), so the checkout is never
+touched and groups can be rerun alone (``--group``).
+
+    python scripts/mutation.py                    # every group, the table on stdout
+    python scripts/mutation.py --group validate   # one group
+    python scripts/mutation.py --list             # the groups, their modules and tests
+
+Needs ``pip install -e ".[mutation]"`` (mutmut) and, for the groups whose tests use them, the real
+models and data (``../shared``) and the real Caffe2 toolchain (built on first use by the tests).
+
+The score of a module is killed / (mutants - equivalent). A mutant counts as killed when a test
+fails or times out; one that no selected test reaches counts as survived, as it would ship.
+Survivors that cannot change behaviour are listed in ``scripts/mutation-equivalents.toml`` with the
+reason; a listed mutant that no longer survives (or no longer exists) is reported, so the list
+cannot rot silently. A markdown report with every survivor's diff is written beside the table
+(``<work>/report.md``).
+
+Safety: mutants run as this user, against the tests' own temporary folders; the hostile archives in
+the tarball tests name only unique paths under ``/tmp`` and the test's own folders, and no group
+mutates the output-safety code (``converters/safety.py``), which guards the user's files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EQUIVALENTS = Path(__file__).with_name("mutation-equivalents.toml")
+DEFAULT_WORK = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "zooforge-mutation"
+SOURCE_PACKAGES = ("converters", "versioning", "artifacts")
+
+# mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code), folded into our columns.
+KILLED_CODES = {1, 3, 36, -24, 24, 152, 255, -11, -9}  # a failing test, a timeout or a crash
+SURVIVED_CODES = {0}
+NO_TESTS_CODES = {5, 33}
+
+
+@dataclass(frozen=True)
+class Group:
+    """Modules mutated together and the quick tests that are to catch their mutants."""
+
+    name: str
+    modules: tuple[str, ...]
+    tests: tuple[str, ...]
+    why: str
+
+
+GROUPS: tuple[Group, ...] = (
+    Group(
+        "caffe-reader",
+        ("converters/caffe/*.py",),
+        ("tests/test_upgrade.py", "tests/test_builtin.py", "tests/test_layers.py",
+         "tests/test_hostile.py", "tests/test_lenet_accuracy.py"),
+        "prototxt/caffemodel/HDF5 reading and V0/V1 upgrade; OpenCV's importer and real labels judge",
+    ),
+    Group(
+        "caffe2-executor",
+        ("converters/caffe2/executor/*.py",),
+        ("tests/test_caffe2_conformance.py", "tests/test_legacy_kernels.py"),
+        "the NumPy executor of NetDefs, against real Caffe2 op by op",
+    ),
+    Group(
+        "caffe2-netdef",
+        ("converters/caffe2/translate.py", "converters/caffe2/netdef.py", "converters/caffe2/compat.py"),
+        ("tests/test_caffe_translator_netdefs.py", "tests/test_caffe2_conformance.py", "tests/test_compat.py",
+         "tests/test_roundtrip.py"),
+        "Caffe -> NetDef translation and the NetDef schema, against real Caffe2 and its caffe_translator",
+    ),
+    Group(
+        "onnx-handlers",
+        ("converters/onnx/*.py", "converters/onnx/handlers/*.py"),
+        ("tests/test_layers.py", "tests/test_handler_coverage.py", "tests/test_cli_onnx.py",
+         "tests/test_caffe_translator_netdefs.py"),
+        "NetDef -> ONNX handlers and naming, against onnxruntime, the reference evaluator and OpenCV",
+    ),
+    Group(
+        "versioning",
+        ("versioning/*.py",),
+        ("tests/test_opsets.py", "tests/test_version_converter_differential.py", "tests/test_handler_coverage.py"),
+        "opset table, adapters between opsets, legacy kernels; onnx's version table and onnxruntime",
+    ),
+    Group(
+        "validate",
+        ("artifacts/validate.py",),
+        ("tests/test_validate.py",),
+        "the parity verdict: tolerances, NaN/Inf, test-set reading",
+    ),
+    Group(
+        "tarball",
+        ("artifacts/tarball.py",),
+        ("tests/test_tarball.py", "tests/test_tarball_edges.py"),
+        "reproducible tarballs and refusal of hostile ones",
+    ),
+    Group(
+        "manifest-provenance",
+        ("artifacts/manifest.py", "artifacts/provenance.py", "artifacts/verify.py", "converters/lineage.py"),
+        ("tests/test_verify.py", "tests/test_provenance.py"),
+        "hub manifest, SHA256SUMS, lineage and in-toto provenance, zoo-verify",
+    ),
+)
+
+
+@dataclass
+class ModuleScore:
+    """Counts for one mutated module."""
+
+    path: str
+    status: Counter = field(default_factory=Counter)
+    survivors: list[str] = field(default_factory=list)
+    equivalent: list[str] = field(default_factory=list)
+
+    @property
+    def mutants(self) -> int:
+        return sum(self.status.values())
+
+    @property
+    def score(self) -> float:
+        judged = self.mutants - self.status["equivalent"] - self.status["not checked"]
+        return self.status["killed"] / judged if judged else 1.0
+
+
+def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, str]:
+    """Mutant name -> why it cannot change behaviour."""
+    if not path.is_file():
+        return {}
+    table = tomllib.loads(path.read_text("utf-8"))
+    return {name: entry["why"] for name, entry in table.get("mutant", {}).items()}
+
+
+def tracked_files(repo: Path) -> list[str]:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=repo, check=True, capture_output=True).stdout
+    return [name for name in listed.decode().split("\0") if name]
+
+
+def prepare(group: Group, work: Path, repo: Path) -> Path:
+    """A fresh copy of the tracked files with the group's mutmut settings; returns its folder."""
+    folder = work / group.name
+    if folder.exists():
+        shutil.rmtree(folder)
+    for name in tracked_files(repo):
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo / name, target)
+    settings = {
+        "source_paths": list(SOURCE_PACKAGES),
+        "only_mutate": list(group.modules),
+        "pytest_add_cli_args": ["-p", "no:cacheprovider"],
+        "pytest_add_cli_args_test_selection": list(group.tests),
+        "timeout_multiplier": 5.0,
+        "timeout_constant": 5.0,
+    }
+    with open(folder / "pyproject.toml", "a", encoding="utf-8") as handle:
+        handle.write("\n[tool.mutmut]\n")
+        for key, value in settings.items():
+            handle.write(f"{key} = {json.dumps(value)}\n")
+    return folder
+
+
+def run_group(group: Group, folder: Path, max_children: int, shared: Path, log: Path) -> float:
+    """Run mutmut in ``folder``; returns the wall seconds it took."""
+    env = {**os.environ, "ZOOFORGE_SHARED": str(shared), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("CI", None)  # the copy has ../shared through ZOOFORGE_SHARED; never skip-to-pass here
+    started = time.monotonic()
+    with open(log, "w", encoding="utf-8") as handle:
+        done = subprocess.run(["mutmut", "run", "--max-children", str(max_children)], cwd=folder, env=env,
+                              stdout=handle, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        tail = log.read_text("utf-8", "replace").replace("\r", "\n").splitlines()[-15:]
+        raise SystemExit(f"mutmut failed in group {group.name} (exit {done.returncode}); "
+                         f"log {log}:\n" + "\n".join(tail))
+    return time.monotonic() - started
+
+
+def read_scores(folder: Path, equivalents: dict[str, str]) -> list[ModuleScore]:
+    """Per mutated module, mutmut's verdicts from its ``.meta`` files, with our equivalents applied."""
+    scores = []
+    for meta in sorted((folder / "mutants").rglob("*.py.meta")):
+        relative = meta.relative_to(folder / "mutants").as_posix()[: -len(".meta")]
+        module = ModuleScore(relative)
+        for name, code in json.loads(meta.read_text("utf-8"))["exit_code_by_key"].items():
+            if code in KILLED_CODES:
+                module.status["killed"] += 1
+            elif code in SURVIVED_CODES or code in NO_TESTS_CODES:
+                if name in equivalents:
+                    module.status["equivalent"] += 1
+                    module.equivalent.append(name)
+                else:
+                    module.status["survived" if code in SURVIVED_CODES else "no tests"] += 1
+                    module.survivors.append(name)
+            elif code is None:
+                module.status["not checked"] += 1
+            else:
+                module.status["suspicious"] += 1
+                module.survivors.append(name)
+        if module.mutants:
+            scores.append(module)
+    return scores
+
+
+_DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+wanted = json.load(sys.stdin)
+json.dump({name: get_diff_for_mutant(name, path=path) for name, path in wanted.items()}, sys.stdout)
+"""
+
+
+def diffs(folder: Path, scores: Sequence[ModuleScore]) -> dict[str, str]:
+    """mutmut's diff of every survivor, read in one process (``mutmut show`` costs a second each)."""
+    wanted = {name: score.path for score in scores for name in score.survivors}
+    if not wanted:
+        return {}
+    done = subprocess.run([sys.executable, "-c", _DIFFS], cwd=folder, input=json.dumps(wanted),
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def table(rows: Iterable[tuple[str, ModuleScore]]) -> list[str]:
+    lines = ["| group | module | mutants | killed | survived | no tests | equivalent | score |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    total = ModuleScore("total")
+    for group, score in rows:
+        total.status.update(score.status)
+        lines.append(f"| {group} | {score.path} | {score.mutants} | {score.status['killed']} | "
+                     f"{score.status['survived'] + score.status['suspicious']} | {score.status['no tests']} | "
+                     f"{score.status['equivalent']} | {score.score:.1%} |")
+    lines.append(f"| **all** | | {total.mutants} | {total.status['killed']} | "
+                 f"{total.status['survived'] + total.status['suspicious']} | {total.status['no tests']} | "
+                 f"{total.status['equivalent']} | **{total.score:.1%}** |")
+    return lines
+
+
+def stale_equivalents(equivalents: dict[str, str], seen: dict[str, ModuleScore], groups: Sequence[Group]) -> list[str]:
+    """Listed equivalents of the groups run that are not survivors any more."""
+    counted = {name for score in seen.values() for name in score.equivalent}
+    prefixes = tuple(module.split("*")[0].replace("/", ".") for group in groups for module in group.modules)
+    return sorted(name for name in equivalents if name.startswith(prefixes) and name not in counted)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--group", action="append", choices=[g.name for g in GROUPS],
+                        help="run only this group (repeatable); default: every group")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help=f"scratch folder (default {DEFAULT_WORK})")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the real models and data")
+    parser.add_argument("--report-only", action="store_true", help="re-read the last run's results")
+    parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for group in GROUPS:
+            print(f"{group.name}: {group.why}\n  mutates {' '.join(group.modules)}\n  tests   {' '.join(group.tests)}")
+        return 0
+    if shutil.which("mutmut") is None:
+        print('error: mutmut is not installed; pip install -e ".[mutation]"', file=sys.stderr)
+        return 2
+    if not args.shared.is_dir():
+        print(f"error: the real models and data are missing: no folder {args.shared} (--shared)", file=sys.stderr)
+        return 2
+
+    groups = [g for g in GROUPS if not args.group or g.name in args.group]
+    equivalents = load_equivalents()
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[str, ModuleScore]] = []
+    report = ["# Mutation testing report", ""]
+    seen: dict[str, ModuleScore] = {}
+    for group in groups:
+        folder = args.work / group.name
+        if not args.report_only:
+            print(f"[{group.name}] mutating {' '.join(group.modules)}", flush=True)
+            folder = prepare(group, args.work, REPO)
+            seconds = run_group(group, folder, args.max_children, args.shared, args.work / f"{group.name}.log")
+            print(f"[{group.name}] done in {seconds:.0f} s", flush=True)
+        scores = read_scores(folder, equivalents)
+        shown = diffs(folder, scores)
+        for score in scores:
+            rows.append((group.name, score))
+            seen[score.path] = score
+            for name in score.survivors:
+                report += [f"## {name} ({group.name})", "", "```diff", shown[name].strip(), "```", ""]
+    lines = table(rows)
+    print("\n".join(lines))
+    stale = stale_equivalents(equivalents, seen, groups)
+    for name in stale:
+        print(f"warning: {name} is listed in {EQUIVALENTS.name} but did not survive (or no longer exists)")
+    survivors = [name for _, score in rows for name in score.survivors]
+    print(f"{len(survivors)} survivor(s); diffs in {args.work / 'report.md'}")
+    (args.work / "report.md").write_text("\n".join(lines + [""] + report) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
