@@ -8,8 +8,6 @@ supports it, which for opset 3 is ONNX 1.1 with IR 3, as the ONNX model zoo stam
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-
 import onnx
 from onnx import defs, helper
 
@@ -39,7 +37,6 @@ def supported_opsets() -> range:
     return range(MIN_OPSET, latest_opset() + 1)
 
 
-@lru_cache(maxsize=None)
 def opset_info(opset: int) -> OpsetInfo:
     if opset not in supported_opsets():
         raise OpsetError(
