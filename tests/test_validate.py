@@ -289,6 +289,55 @@ def test_compare_output_semantics() -> None:
     assert json.loads(ValidationReport("p", tol).to_json())["passed"] is True
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_a_non_finite_output_never_matches_a_finite_expectation(value: float) -> None:
+    """README: "NaN never matches ... an infinity, expected or produced, is a failure"."""
+    expected = np.array([0.5, -1.0, 2.0], np.float32)
+    got = expected.copy()
+    got[1] = value
+    report = compare_output("y", expected, got, Tolerance(rtol=1e-3, atol=1e-7))
+    assert not report.passed and report.worst_index == (1,)
+    assert "0 expected and 1 produced elements are NaN or infinite" in report.reason
+
+
+def test_nan_does_not_match_nan() -> None:
+    """README: "NaN never matches, not even NaN"."""
+    both = np.array([0.5, np.nan], np.float32)
+    report = compare_output("y", both, both.copy(), Tolerance(rtol=1e-3, atol=1e-7))
+    assert not report.passed and "1 expected and 1 produced elements" in report.reason
+
+
+def _identity_folder(tmp_path: Path, fed: np.ndarray, expected: np.ndarray) -> Path:
+    """A model folder: y = Identity(x) at opset 13, one test set feeding ``fed``, expecting ``expected``."""
+    folder = tmp_path / "identity"
+    (folder / "test_data_set_0").mkdir(parents=True)
+    node = onnx.helper.make_node("Identity", ["x"], ["y"])
+    value = [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, list(fed.shape)) for n in "xy"]
+    graph = onnx.helper.make_graph([node], "identity", value[:1], value[1:])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.save(model, str(folder / "model.onnx"))
+    for kind, name, array in (("input", "x", fed), ("output", "y", expected)):
+        onnx.save_tensor(numpy_helper.from_array(array, name), str(folder / "test_data_set_0" / f"{kind}_0.pb"))
+    return folder
+
+
+@pytest.mark.parametrize("produced", [np.nan, np.inf], ids=["nan", "inf"])
+def test_validate_fails_a_model_that_produces_non_finite_values(tmp_path: Path, produced: float) -> None:
+    """zoo-validate (the release parity gate's check): a NaN or infinity the model produces where
+    the test data expects a finite value fails, on every runtime, naming the output."""
+    expected = np.array([[0.25, 1.5, -3.0]], np.float32)
+    assert validate_path(_identity_folder(tmp_path / "ok", expected, expected)).passed  # the control
+    fed = expected.copy()
+    fed[0, 1] = produced
+    folder = _identity_folder(tmp_path, fed, expected)
+    report = validate_path(folder)
+    assert {s.runtime for s in report.sets} == {"onnxruntime", "reference"}
+    assert not any(s.passed for s in report.sets)
+    assert all(f"{folder} / test_data_set_0 / y: non-finite values" in line for line in report.failures())
+    assert invoke(folder).exit_code == 1
+
+
 # --------------------------------------------------------------------------- (g) legacy sets
 
 
