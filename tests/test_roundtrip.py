@@ -112,3 +112,111 @@ def test_dynamic_batch_matches_executor(shared, onnx_run):
     assert diff <= 1e-5, f"ONNX (batch 3) vs executor: max abs diff {diff:.3g}"
     # Three different images must not collapse into one answer (the batch really is three).
     assert not np.allclose(got[0], got[1])
+
+
+# -- which ONNX tensor holds which Caffe blob ---------------------------------------------------
+# Hand-written from the prototxts: each tensor named after a Caffe blob, and the operator that
+# must produce it. A Caffe blob written in place (ip1 by InnerProduct, then by the in-place ReLU)
+# holds its LAST value after the forward pass, so with --names caffe plain `ip1` is the ReLU's
+# output; the zoo style numbers every write (`ip1_1` Gemm, `ip1_2` Relu) as the ONNX zoo did.
+LENET_CAFFE_NAMES = {"conv1": "Conv", "pool1": "MaxPool", "conv2": "Conv", "pool2": "MaxPool",
+                     "ip1_1": "Gemm", "ip1": "Relu", "ip2": "Gemm", "prob": "Softmax"}
+LENET_ZOO_NAMES = {"conv1_1": "Conv", "pool1_1": "MaxPool", "conv2_1": "Conv", "pool2_1": "MaxPool",
+                   "ip1_1": "Gemm", "ip1_2": "Relu", "ip2_1": "Gemm", "prob_1": "Softmax"}
+# Caffe blob -> the LeNet layer that writes it last (what OpenCV's forward(layer) returns)
+LENET_LAST_WRITER = {"conv1": "conv1", "pool1": "pool1", "conv2": "conv2", "pool2": "pool2",
+                     "ip1": "relu1", "ip2": "ip2", "prob": "prob"}
+# AlexNet: conv1-5 get an in-place ReLU; fc6 and fc7 an in-place ReLU and an in-place Dropout.
+ALEXNET_CAFFE_NAMES = {
+    "conv1_1": "Conv", "conv1": "Relu", "norm1": "LRN", "pool1": "MaxPool",
+    "conv2_1": "Conv", "conv2": "Relu", "norm2": "LRN", "pool2": "MaxPool",
+    "conv3_1": "Conv", "conv3": "Relu", "conv4_1": "Conv", "conv4": "Relu",
+    "conv5_1": "Conv", "conv5": "Relu", "pool5": "MaxPool",
+    "fc6_1": "Gemm", "fc6_2": "Relu", "fc6": "Dropout", "fc7_1": "Gemm", "fc7_2": "Relu", "fc7": "Dropout",
+    "fc8": "Gemm", "prob": "Softmax",
+}
+ALEXNET_ZOO_NAMES = {
+    "conv1_1": "Conv", "conv1_2": "Relu", "norm1_1": "LRN", "pool1_1": "MaxPool",
+    "conv2_1": "Conv", "conv2_2": "Relu", "norm2_1": "LRN", "pool2_1": "MaxPool",
+    "conv3_1": "Conv", "conv3_2": "Relu", "conv4_1": "Conv", "conv4_2": "Relu",
+    "conv5_1": "Conv", "conv5_2": "Relu", "pool5_1": "MaxPool",
+    "fc6_1": "Gemm", "fc6_2": "Relu", "fc6_3": "Dropout", "fc7_1": "Gemm", "fc7_2": "Relu", "fc7_3": "Dropout",
+    "fc8_1": "Gemm", "prob_1": "Softmax",
+}
+ALEXNET_RELU_BLOBS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+
+
+def producers(model: onnx.ModelProto) -> dict[str, str]:
+    """Tensor name -> op_type of the node that writes it."""
+    return {name: node.op_type for node in model.graph.node for name in node.output}
+
+
+def with_outputs(model: onnx.ModelProto, names) -> onnx.ModelProto:
+    """A copy of ``model`` that also outputs the intermediate tensors ``names``."""
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    exposed.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    return exposed
+
+
+@pytest.mark.parametrize("style, expected", [("caffe", LENET_CAFFE_NAMES), ("zoo", LENET_ZOO_NAMES)])
+def test_lenet_tensor_names_per_blob(shared, tmp_path, style, expected):
+    """zoo-convert --names STYLE: each blob's tensors come from the operators the prototxt says."""
+    prototxt, weights = model_files(shared, "lenet")
+    output = tmp_path / f"lenet_{style}.onnx"
+    cli(prototxt, weights, "-o", output, "--names", style)
+    written = producers(onnx.load(output))
+    assert {name: written.get(name) for name in expected} == expected
+
+
+def test_lenet_caffe_named_tensors_hold_caffes_final_blob_values(shared, onnx_run):
+    """With --names caffe each tensor named after a blob equals that blob as OpenCV's independent
+    Caffe computes it after the forward pass (forward() of the blob's last writer): `ip1` is the
+    ReLU's output, no value negative, where the InnerProduct's own output has negative values."""
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless<5) is not installed")
+    prototxt, weights = model_files(shared, "lenet")
+    model = convert_caffe(prototxt, weights, ConvertOptions(names="caffe")).onnx_model
+    x = np.random.default_rng(20240607).uniform(0.0, 1.0, (1, 1, 28, 28)).astype(np.float32)
+    got = onnx_run(with_outputs(model, LENET_LAST_WRITER), {"data": x})
+    net = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
+    net.setInput(x)
+    layers = [*LENET_LAST_WRITER.values(), "ip1"]
+    *caffe, inner_product = net.forward(layers)
+    assert inner_product.min() < 0.0 and got["ip1"].min() >= 0.0
+    for blob, value in zip(LENET_LAST_WRITER, caffe):
+        np.testing.assert_allclose(got[blob].reshape(value.shape), value, rtol=1e-4, atol=1e-4, err_msg=blob)
+
+
+@pytest.fixture(scope="module")
+def alexnet_by_style():
+    from converters.api import convert_builtin
+
+    return {style: convert_builtin("alexnet", ConvertOptions(names=style)).onnx_model for style in ("caffe", "zoo")}
+
+
+@pytest.mark.parametrize("style, expected", [("caffe", ALEXNET_CAFFE_NAMES), ("zoo", ALEXNET_ZOO_NAMES)])
+def test_alexnet_tensor_names_per_blob(alexnet_by_style, style, expected):
+    """Built-in AlexNet: each blob's tensors come from the operators bvlc_alexnet's prototxt says;
+    zoo-style inputs, weights and output are named as in the ONNX zoo's published graph."""
+    model = alexnet_by_style[style]
+    written = producers(model)
+    assert {name: written.get(name) for name in expected} == expected
+    if style == "zoo":
+        weights = {t.name for t in model.graph.initializer}
+        assert [i.name for i in model.graph.input][:1] == ["data_0"] and "prob_1" in written
+        assert {"conv1_w_0", "conv1_b_0", "fc6_w_0", "fc8_b_0"} <= weights
+
+
+def test_alexnet_caffe_named_relu_blobs_are_final_values(alexnet_by_style, onnx_run):
+    """--names caffe: the tensors named conv1..conv5, fc6, fc7 are Caffe's final blob values,
+    after the in-place ReLU (and Dropout, identity at test time): never negative, and each equals
+    max(<blob>_1, 0) where <blob>_1, the first write (Conv or Gemm), has negative values."""
+    model = alexnet_by_style["caffe"]
+    x = np.random.default_rng(11).uniform(-128, 128, (1, 3, 227, 227)).astype(np.float32)
+    final = onnx_run(with_outputs(model, ALEXNET_RELU_BLOBS), {"data": x})
+    for blob in ALEXNET_RELU_BLOBS:
+        assert final[blob].min() >= 0.0 and final[blob].max() > 0.0, blob
+    first = onnx_run(with_outputs(model, [f"{blob}_1" for blob in ALEXNET_RELU_BLOBS]), {"data": x})
+    for blob in ALEXNET_RELU_BLOBS:
+        assert first[f"{blob}_1"].min() < 0.0, f"{blob}_1"
+        np.testing.assert_array_equal(final[blob], np.maximum(first[f"{blob}_1"], 0.0), err_msg=blob)
