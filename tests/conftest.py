@@ -80,6 +80,69 @@ def real_caffe2():
     real.close()
 
 
+LIGHT_ALEXNET = Path("onnx") / "light" / "light_bvlc_alexnet.onnx"
+LIGHT_INPUT_SCALE = 128.0  # Caffe-preprocessed pixels: large enough for LRN's alpha term to matter
+LIGHT_LOGIT_GAIN = 0.05  # fc8: logits of standard deviation ~5 (measured 4.8), softmax not saturated
+
+
+def randomize_light_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+    """A copy of the light zoo AlexNet whose ConstantOfShape weights (every one 0.02, so every
+    class gets 1/1000 whatever the graph computes) become seeded random initializers.
+
+    Kernels are He-normal (std sqrt(2 / fan_in)), keeping activations near the input's RMS (~74
+    for LIGHT_INPUT_SCALE) through every ReLU layer; the layer feeding the Softmax gets
+    ``LIGHT_LOGIT_GAIN / sqrt(fan_in)``; biases are N(0, 1). The initializers are also listed as
+    graph inputs, as IR 3 requires."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    shapes = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    (softmax,) = [n for n in model.graph.node if n.op_type == "Softmax"]
+    logit_weight = producers[softmax.input[0]].input[1]
+    constants = [n for n in model.graph.node if n.op_type == "ConstantOfShape"]
+    weights = []
+    for node in constants:
+        shape = tuple(int(d) for d in shapes[node.input[0]])
+        if len(shape) == 1:
+            array = rng.standard_normal(shape, dtype=np.float32)
+        else:
+            gain = LIGHT_LOGIT_GAIN if node.output[0] == logit_weight else np.sqrt(2.0)
+            array = rng.standard_normal(shape, dtype=np.float32) * np.float32(gain / np.sqrt(np.prod(shape[1:])))
+        weights.append(numpy_helper.from_array(array, node.output[0]))
+    gone = {n.input[0] for n in constants}
+    randomized = onnx.ModelProto()
+    randomized.CopyFrom(model)
+    graph = randomized.graph
+    nodes = [n for n in graph.node if n.op_type != "ConstantOfShape"]
+    initializers = [t for t in graph.initializer if t.name not in gone] + weights
+    inputs = [i for i in graph.input if i.name not in gone]
+    inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in weights]
+    for field, values in ((graph.node, nodes), (graph.initializer, initializers), (graph.input, inputs)):
+        del field[:]
+        field.extend(values)
+    return randomized
+
+
+def light_input(seed: int) -> np.ndarray:
+    """A seeded input for the light AlexNet, uniform in +-LIGHT_INPUT_SCALE."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-LIGHT_INPUT_SCALE, LIGHT_INPUT_SCALE, (1, 3, 224, 224)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def light_random(shared: Path, tmp_path_factory) -> Path:
+    """``randomize_light_weights`` of the light zoo AlexNet, saved to a temporary file; checked to
+    give an informative output (neither 1/1000 everywhere nor a saturated softmax)."""
+    model = randomize_light_weights(onnx.load(str(shared / LIGHT_ALEXNET)))
+    onnx.checker.check_model(model)
+    path = tmp_path_factory.mktemp("light_random") / "light_bvlc_alexnet_random.onnx"
+    onnx.save(model, str(path))
+    (prob,) = run_onnx_file(path, {"data_0": light_input(0)})
+    assert 0.05 < float(prob.max()) < 0.95 and float(prob.min()) < 1e-4, (prob.max(), prob.min())
+    return path
+
+
 def run_onnx_file(path, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """onnxruntime on a model file; outputs in the graph's order, inputs fed by name."""
     session = ort_session(path)
