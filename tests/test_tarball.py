@@ -286,6 +286,30 @@ def test_malicious_archive_is_refused_and_nothing_is_written(tmp_path, case, des
     assert not os.path.lexists(EVIL_ABSOLUTE)
 
 
+@pytest.mark.parametrize("order", ["file_first", "nested_first"])
+@pytest.mark.parametrize("dest_exists", [False, True], ids=["new_dest", "empty_dest"])
+def test_member_inside_a_file_is_refused_before_anything_is_written(tmp_path, monkeypatch, order, dest_exists):
+    """Member ``top/a`` is a regular file and ``top/a/b`` claims it as its folder, in either order:
+    safe_extract's docstring promises every member is checked before anything is written, so
+    the refusal names both members and no member is ever extracted."""
+    members = [_file("top/a", b"file"), _file("top/a/b", b"nested")]
+    archive = _write_archive(tmp_path / "nested.tar.gz", members if order == "file_first" else members[::-1])
+    dest = tmp_path / "out" / "dest"
+    dest.parent.mkdir()
+    if dest_exists:
+        dest.mkdir()
+    extracted = []
+    extract = tarball._extract_member
+    monkeypatch.setattr(tarball, "_extract_member",
+                        lambda tar, member, *rest: (extracted.append(member.name), extract(tar, member, *rest)))
+    before = _snapshot(tmp_path)
+    with pytest.raises(UnsafeArchiveError) as caught:
+        safe_extract(archive, dest)
+    assert str(caught.value) == f"{archive} holds member 'top/a/b' inside 'top/a', which is a file"
+    assert extracted == []
+    assert _snapshot(tmp_path) == before
+
+
 def test_the_bytes_written_guard_catches_what_the_declared_sizes_missed(tmp_path, monkeypatch):
     archive = _write_archive(tmp_path / "bomb.tar.gz", [_big_zeros("top/zeros.bin", 4 * 2**20)])
     checked = tarball._checked_members

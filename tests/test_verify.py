@@ -16,11 +16,13 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 from click.testing import CliRunner
 
 from artifacts import provenance, verify_cli
-from artifacts.manifest import write_sha256sums
+from artifacts.manifest import Artifact, manifest_entry, write_manifest, write_sha256sums
 from artifacts.release import ReleaseOptions, build_release
 from artifacts.signing import SIGNATURE_NAME, SigningError, make_test_keypair, sign_release, verify_signature
 from artifacts.source import caffe_source
@@ -28,6 +30,7 @@ from artifacts.testdata import InputRecipe
 from artifacts.verify import PROVENANCE_NAME, verify_artifact, verify_release
 from converters import api
 from converters.errors import InputFileError
+from converters.fileio import sha256_file
 
 MODEL = "lenet-9.onnx"
 ARCHIVE = "lenet-12.tar.gz"
@@ -288,6 +291,50 @@ def test_single_files_against_the_manifest(release, tmp_path):
     swapped = tmp_path / "lenet-9.tar.gz"
     shutil.copy(release / ARCHIVE, swapped)
     assert not verify_artifact(swapped, release / "manifest.json").verified
+
+
+# ------------------------------------------------------------------ files past every read buffer
+
+BIG = 9 * 2**20 + 1  # past sha256_file's 4 MiB reads (twice), and a multiple of no buffer size
+
+
+def big_file(path: Path, seed: int = 0) -> bytes:
+    data = np.random.default_rng(seed).bytes(BIG)
+    path.write_bytes(data)
+    return data
+
+
+def test_sha256_file_hashes_every_byte(tmp_path):
+    """Against hashlib on the whole file, read at once."""
+    data = big_file(tmp_path / "big.bin")
+    assert sha256_file(tmp_path / "big.bin") == hashlib.sha256(data).hexdigest()
+
+
+def test_sha256sums_and_verify_see_bytes_past_4_mib(release):
+    """A release whose SHA256SUMS lists a 9 MiB file: its line holds hashlib's digest of all of it,
+    and a byte flipped in its last MiB is named."""
+    data = big_file(release / "caffe2" / "big.bin")
+    write_sha256sums(release, release / "SHA256SUMS")
+    assert f"{hashlib.sha256(data).hexdigest()}  caffe2/big.bin" in (release / "SHA256SUMS").read_text().splitlines()
+    assert verify_release(release).verified
+    flip_byte(release / "caffe2" / "big.bin", offset=BIG - 1)
+    assert verify_release(release).problems == ["changed: caffe2/big.bin"]
+
+
+def test_manifest_and_verify_artifact_see_bytes_past_4_mib(release, tmp_path):
+    """manifest.json's model_sha / model_with_data_sha of 9 MiB files are hashlib's digests, and
+    zoo-verify --manifest names a model changed 5 MiB in."""
+    model, archive = tmp_path / "big.onnx", tmp_path / "big.tar.gz"
+    model_bytes, archive_bytes = big_file(model, seed=1), big_file(archive, seed=2)
+    graph = onnx.load(str(release / MODEL))
+    entry = manifest_entry(Artifact("Big", model, archive, "1.7", 12), tmp_path, graph)
+    assert entry["metadata"]["model_sha"] == hashlib.sha256(model_bytes).hexdigest()
+    assert entry["metadata"]["model_with_data_sha"] == hashlib.sha256(archive_bytes).hexdigest()
+    write_manifest(tmp_path / "manifest.json", [entry])
+    assert verify_artifact(model, tmp_path / "manifest.json").verified
+    flip_byte(model, offset=5 * 2**20)
+    report = verify_artifact(model, tmp_path / "manifest.json")
+    assert not report.verified and report.problems[0].startswith("changed: big.onnx has sha256")
 
 
 # ----------------------------------------------------------------------------------------- CLI
