@@ -1,0 +1,296 @@
+"""The Caffe reader's edges, with expected values written by hand from Caffe's own rules.
+
+Layer filtering follows Caffe's ``Net::StateMeetsRule`` (net.cpp) for the deploy state: phase
+TEST, level 0, no stages. Input shapes follow the data layers' own parameters (caffe.proto).
+Spatial parameters follow the ``kernel_h``/``kernel_w`` rule of ``ConvolutionLayer::LayerSetUp``.
+Written against the survivors of ``scripts/mutation.py --group caffe-reader``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from converters.caffe import schema
+from converters.caffe.loader import build_net, describe_inputs, load_caffe, parse_prototxt, prototxt_stem
+from converters.caffe.params import spatial
+from converters.caffe.weights import read_weights, write_caffemodel
+from converters.errors import CaffeModelError, InputFileError
+
+
+def exactly(message: str) -> str:
+    return f"^{re.escape(message)}$"
+
+
+def net_of(text: str):
+    return text_format.Parse(text, schema.NetParameter())
+
+
+INPUT = 'input: "data" input_shape { dim: 1 dim: 1 dim: 2 dim: 2 }\n'
+
+
+def relu(name: str, rules: str = "") -> str:
+    return f'layer {{ name: "{name}" type: "ReLU" bottom: "data" top: "{name}" {rules} }}\n'
+
+
+# Deploy state: phase TEST, level 0, no stage. Each rule and whether Caffe keeps the layer.
+RULES = {
+    "no_rule": ("", True),
+    "layer_phase_train": ("phase: TRAIN", False),
+    "layer_phase_test": ("phase: TEST", True),
+    "include_train": ("include { phase: TRAIN }", False),
+    "include_test": ("include { phase: TEST }", True),
+    "include_min_level_1": ("include { min_level: 1 }", False),
+    "include_min_level_0": ("include { min_level: 0 }", True),
+    "include_min_level_neg": ("include { min_level: -1 }", True),
+    "include_max_level_neg": ("include { max_level: -1 }", False),
+    "include_max_level_0": ("include { max_level: 0 }", True),
+    "include_stage": ('include { stage: "deploy" }', False),
+    "include_not_stage": ('include { not_stage: "train" }', True),
+    "include_any_of_two": ("include { phase: TRAIN } include { phase: TEST }", True),
+    "exclude_test": ("exclude { phase: TEST }", False),
+    "exclude_train": ("exclude { phase: TRAIN }", True),
+    "exclude_stage": ('exclude { stage: "x" }', True),
+    "exclude_min_level_1": ("exclude { min_level: 1 }", True),
+    "exclude_max_level_neg": ("exclude { max_level: -1 }", True),
+}
+
+
+def test_layers_are_kept_exactly_where_caffe_keeps_them_at_deploy():
+    net = net_of(INPUT + "".join(relu(name, rules) for name, (rules, _) in RULES.items()))
+    kept = [layer.name for layer in build_net(net, {}).layers]
+    assert kept == [name for name, (_, keep) in RULES.items() if keep]
+
+
+@pytest.mark.parametrize("layer, shape", [
+    ('layer { name: "m" type: "MemoryData" top: "data" top: "label" '
+     "memory_data_param { batch_size: 5 channels: 3 height: 7 width: 9 } }", (1, 3, 7, 9)),
+    ('layer { name: "d" type: "DummyData" top: "data" '
+     "dummy_data_param { shape { dim: 4 dim: 2 dim: 6 dim: 8 } shape { dim: 4 } } }", (1, 2, 6, 8)),
+    ('layer { name: "d" type: "DummyData" top: "data" '
+     "dummy_data_param { num: 4 channels: 2 height: 6 width: 8 num: 9 channels: 9 height: 9 width: 9 } }",
+     (1, 2, 6, 8)),
+])
+def test_data_layers_state_their_shapes(layer, shape):
+    assert describe_inputs(net_of(layer)) == {"data": shape}
+
+
+def test_a_data_layer_without_a_stated_shape_needs_input_shape():
+    net = net_of('layer { name: "d" type: "Data" top: "data" top: "label" }')
+    with pytest.raises(CaffeModelError, match=exactly(
+            "n.prototxt: input 'data' has no declared shape; pass --input-shape N,C,H,W")):
+        describe_inputs(net, source="n.prototxt")
+    assert describe_inputs(net, (2, 3, 4, 5)) == {"data": (2, 3, 4, 5)}
+
+
+@pytest.mark.parametrize("weights, message", [
+    ({}, "layer 's' (Scale) has learned parameters, but w.caffemodel holds no weights for it"),
+])
+def test_one_bottom_scale_needs_weights_and_two_bottoms_do_not(weights, message):
+    one = net_of(INPUT + 'layer { name: "s" type: "Scale" bottom: "data" top: "s" }')
+    with pytest.raises(CaffeModelError, match=exactly(message)):
+        build_net(one, weights, weights_source="w.caffemodel")
+    for kind in ("Scale", "Bias"):
+        two = net_of(INPUT + 'input: "f" input_shape { dim: 1 dim: 1 }\n'
+                     f'layer {{ name: "s" type: "{kind}" bottom: "data" bottom: "f" top: "s" }}')
+        assert [layer.name for layer in build_net(two, {}).layers] == ["s"]
+    bias = net_of(INPUT + 'layer { name: "b" type: "Bias" bottom: "data" top: "b" }')
+    with pytest.raises(CaffeModelError, match=r"^layer 'b' \(Bias\) has learned parameters"):
+        build_net(bias, {})
+
+
+def test_load_caffe_names_its_files_in_errors_and_the_net(tmp_path):
+    prototxt = tmp_path / "tiny.prototxt"
+    prototxt.write_text(INPUT + 'layer { name: "s" type: "Scale" bottom: "data" top: "s" }')
+    with pytest.raises(CaffeModelError, match=exactly(
+            "layer 's' (Scale) has learned parameters, but {} holds no weights for it")):
+        load_caffe(prototxt, {})
+    missing = tmp_path / "missing.caffemodel"
+    with pytest.raises(InputFileError, match=re.escape(str(missing))):
+        load_caffe(prototxt, missing)
+    weights = tmp_path / "w.caffemodel"
+    write_caffemodel({"s": [np.ones(1, np.float32)]}, weights)
+    net = load_caffe(prototxt, weights, {"data": (2, 1, 2, 2)})
+    assert net.name == "tiny" and net.inputs == {"data": (2, 1, 2, 2)}
+    (tmp_path / "bad.prototxt").write_text('layer { name: "r" type: "ReLU" bottom: "x" top: "y" }')
+    with pytest.raises(CaffeModelError, match=exactly(f"{tmp_path / 'bad.prototxt'} declares no input "
+                                                      "(no Input or data layer, no 'input')")):
+        load_caffe(tmp_path / "bad.prototxt", None)
+
+
+def test_a_net_without_a_name_is_named_after_its_file():
+    assert prototxt_stem("models/alexnet.prototxt") == "alexnet"
+    assert prototxt_stem("") == "net"
+    assert build_net(net_of(INPUT), {}, source="x/lenet.prototxt").name == "lenet"
+
+
+# ------------------------------------------------------------------------- spatial parameters
+
+
+def conv(text: str):
+    return net_of(f'layer {{ name: "c" type: "Convolution" convolution_param {{ {text} }} }}').layer[0].convolution_param
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("kernel_size: 3", (3, 3)),
+    ("kernel_size: 3 kernel_size: 5", (3, 5)),
+    ("kernel_h: 2 kernel_w: 7", (2, 7)),
+    ("kernel_size: 3 kernel_h: 2 kernel_w: 7", (2, 7)),  # the _h/_w pair wins
+])
+def test_kernel_sizes(text, expected):
+    assert spatial(conv(text), "kernel_size", None, "c", pair="kernel", minimum=1) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("kernel_h: 2", "c: kernel_h and kernel_w must be given together"),
+    ("kernel_w: 2", "c: kernel_h and kernel_w must be given together"),
+    ("", "c: kernel_size is required"),
+    ("kernel_size: 1 kernel_size: 2 kernel_size: 3", "c: only 2-D kernel_size is supported, found [1, 2, 3]"),
+    ("kernel_size: 0", "c: kernel_size [0, 0] must be at least 1"),
+])
+def test_bad_kernels_are_named(text, message):
+    with pytest.raises(CaffeModelError, match=exactly(message)):
+        spatial(conv(text), "kernel_size", None, "c", pair="kernel", minimum=1)
+
+
+@pytest.mark.parametrize("text, expected", [("", (0, 0)), ("pad: 2", (2, 2)), ("pad_h: 1 pad_w: 3", (1, 3))])
+def test_pads_default_and_pair(text, expected):
+    assert spatial(conv(text), "pad", 0, "c") == expected
+
+
+def test_a_scalar_field_is_read_only_when_set():
+    pool = net_of('layer { name: "p" type: "Pooling" pooling_param { stride: 3 } }').layer[0].pooling_param
+    assert spatial(pool, "stride", 1, "p") == (3, 3)
+    unset = net_of('layer { name: "p" type: "Pooling" pooling_param { } }').layer[0].pooling_param
+    assert spatial(unset, "stride", 1, "p") == (1, 1)
+    assert spatial(unset, "pad", 0, "p") == (0, 0)
+
+
+# ------------------------------------------------------------------------------------- weights
+
+
+def caffemodel(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(text_format.Parse(text, schema.NetParameter()).SerializeToString())
+    return path
+
+
+def test_legacy_blob_dimensions_and_double_data(tmp_path):
+    path = caffemodel(tmp_path, 'layer { name: "a" blobs { num: 1 channels: 2 height: 1 width: 3 '
+                      'data: [1, 2, 3, 4, 5, 6] } blobs { shape { dim: 2 } double_data: [0.5, 1e300] } }')
+    (first, second) = read_weights(path)["a"]
+    assert first.shape == (1, 2, 1, 3) and first.dtype == np.float32
+    np.testing.assert_array_equal(first.ravel(), [1, 2, 3, 4, 5, 6])
+    assert second.dtype == np.float32 and second[0] == 0.5 and np.isinf(second[1])
+
+
+def test_a_blob_with_no_shape_is_flat(tmp_path):
+    (blob,) = read_weights(caffemodel(tmp_path, 'layer { name: "a" blobs { data: [1, 2, 3] } }'))["a"]
+    assert blob.shape == (3,)
+
+
+def test_a_zero_sized_dimension_is_a_shape_not_an_error(tmp_path):
+    (blob,) = read_weights(caffemodel(tmp_path, 'layer { name: "a" blobs { shape { dim: 0 dim: 3 } } }'))["a"]
+    assert blob.shape == (0, 3)
+
+
+def test_a_blob_whose_size_disagrees_with_its_shape_is_named(tmp_path):
+    path = caffemodel(tmp_path, 'layer { name: "a" blobs { shape { dim: 2 dim: 2 } data: [1, 2, 3] } }')
+    with pytest.raises(CaffeModelError, match=exactly(
+            f"{path}, layer 'a', blob 0: blob declares shape [2, 2] (4 values) but holds 3 values")):
+        read_weights(path)
+
+
+def test_v0_weights_sit_on_the_inner_layer(tmp_path):
+    path = caffemodel(tmp_path, 'layers { layer { name: "old" blobs { shape { dim: 1 } data: [7] } } }')
+    (blob,) = read_weights(path)["old"]
+    assert blob.tolist() == [7.0]
+
+
+def test_a_weights_file_without_layers_is_named(tmp_path):
+    path = tmp_path / "empty.caffemodel"
+    path.write_bytes(schema.NetParameter(name="x").SerializeToString())
+    with pytest.raises(InputFileError, match=exactly(f"{path} holds no Caffe layers; is it a weights file?")):
+        read_weights(path)
+
+
+def test_written_caffemodels_carry_the_net_name_and_layer_types(tmp_path):
+    net = build_net(net_of('name: "mynet"\n' + INPUT + 'layer { name: "s" type: "Scale" bottom: "data" top: "s" }'),
+                    {"s": [np.arange(6, dtype=np.float64).reshape(2, 3)]})
+    path = tmp_path / "w.caffemodel"
+    write_caffemodel(net, path)
+    parsed = schema.NetParameter()
+    parsed.ParseFromString(path.read_bytes())
+    assert parsed.name == "mynet"
+    (layer,) = parsed.layer
+    assert layer.name == "s" and layer.type == "Scale"
+    assert list(layer.blobs[0].shape.dim) == [2, 3] and list(layer.blobs[0].data) == [0, 1, 2, 3, 4, 5]
+
+
+def test_written_weight_tables_carry_names_only(tmp_path):
+    path = tmp_path / "w.caffemodel"
+    write_caffemodel({"fc": [np.float32(2.5), np.ones((1, 2), ">f8")]}, path)
+    parsed = schema.NetParameter()
+    parsed.ParseFromString(path.read_bytes())
+    assert parsed.name == "" and [(l.name, l.type) for l in parsed.layer] == [("fc", "")]
+    scalar, matrix = parsed.layer[0].blobs
+    assert scalar.HasField("shape") and list(scalar.shape.dim) == [] and list(scalar.data) == [2.5]
+    assert list(matrix.shape.dim) == [1, 2] and list(matrix.data) == [1.0, 1.0]
+
+
+# ---------------------------------------------------------------------------------------- HDF5
+
+
+h5py = pytest.importorskip("h5py")
+
+
+def hdf5(tmp_path: Path, build) -> Path:
+    path = tmp_path / "w.caffemodel.h5"
+    with h5py.File(path, "w") as handle:
+        build(handle)
+    return path
+
+
+def test_hdf5_blobs_are_read_in_numeric_order_as_float32(tmp_path):
+    def build(handle):
+        layer = handle.create_group("data/conv")
+        for index in (10, 2, 0, 1, 3, 4, 5, 6, 7, 8, 9):
+            layer.create_dataset(str(index), data=np.full((2,), index, dtype=np.float64))
+        handle.create_dataset("data/fc/0", data=np.arange(6, dtype=np.int32).reshape(2, 3))
+    table = read_weights(hdf5(tmp_path, build))
+    assert [int(blob[0]) for blob in table["conv"]] == list(range(11))
+    assert all(blob.dtype == np.float32 for blob in table["conv"])
+    assert table["fc"][0].tolist() == [[0, 1, 2], [3, 4, 5]] and table["fc"][0].dtype == np.float32
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda h: h.create_dataset("other", data=[1]), "{path} is HDF5 but has no 'data' group of Caffe layer weights"),
+    (lambda h: h.create_dataset("data", data=[1]), "{path} is HDF5 but has no 'data' group of Caffe layer weights"),
+    (lambda h: (h.create_dataset("data/l/0", data=[1]), h.create_dataset("data/l/2", data=[1])),
+     "{path}: the blobs of layer 'l' are named ['0', '2'], not 0, 1, ..."),
+    (lambda h: h.create_dataset("data/l/w", data=[1]), "{path}: the blobs of layer 'l' are named ['w'], not 0, 1, ..."),
+    (lambda h: h.create_dataset("data/l/0", data=np.array([b"text"])),
+     "{path}: data/l/0 is not a numeric dataset"),
+    (lambda h: h.create_group("data/l/0"), "{path}: data/l/0 is not a numeric dataset"),
+])
+def test_malformed_hdf5_weights_are_named(tmp_path, build, message):
+    path = hdf5(tmp_path, build)
+    with pytest.raises(InputFileError, match=exactly(message.format(path=path))):
+        read_weights(path)
+
+
+def test_hdf5_magic_is_detected_from_the_first_bytes(tmp_path):
+    path = hdf5(tmp_path, lambda h: h.create_dataset("data/l/0", data=[1.5]))
+    renamed = tmp_path / "weights.caffemodel"  # no .h5 suffix: the content decides
+    path.rename(renamed)
+    assert read_weights(renamed)["l"][0].tolist() == [1.5]
+
+
+def test_parse_prototxt_reads_utf8_names(tmp_path):
+    path = tmp_path / "n.prototxt"
+    path.write_text(INPUT.replace('"data"', '"données"'), encoding="utf-8")
+    assert list(parse_prototxt(path).input) == ["données"]
