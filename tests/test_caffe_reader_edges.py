@@ -294,3 +294,79 @@ def test_parse_prototxt_reads_utf8_names(tmp_path):
     path = tmp_path / "n.prototxt"
     path.write_text(INPUT.replace('"data"', '"données"'), encoding="utf-8")
     assert list(parse_prototxt(path).input) == ["données"]
+
+
+# ------------------------------------------------------------------------------------ upgrades
+# Expected V2 text written by hand from Caffe's upgrade_proto.cpp (UpgradeV0LayerParameter,
+# UpgradeV0PaddingLayers, UpgradeV1LayerParameter).
+
+
+def upgraded_layers(text: str) -> list:
+    from converters.caffe.upgrade import upgrade_net
+
+    return list(upgrade_net(net_of(text), "old.prototxt").layer)
+
+
+def test_v1_parallel_lists_become_param_specs():
+    (layer,) = upgraded_layers(
+        'layers { name: "c" type: CONVOLUTION bottom: "x" top: "y" param: "a" param: "b" param: "c" '
+        "blob_share_mode: PERMISSIVE blobs_lr: 1 blobs_lr: 2 weight_decay: 3 }")
+    expected = net_of('layer { name: "c" type: "Convolution" bottom: "x" top: "y" '
+                      'param { name: "a" share_mode: PERMISSIVE lr_mult: 1 decay_mult: 3 } '
+                      'param { name: "b" lr_mult: 2 } param { name: "c" } }').layer[0]
+    assert layer == expected
+
+
+@pytest.mark.parametrize("lists, count", [
+    ("blobs_lr: 1 blobs_lr: 2", 2), ("weight_decay: 1 weight_decay: 1 weight_decay: 0", 3),
+    ('param: "p"', 1), ("blob_share_mode: STRICT blob_share_mode: STRICT", 2), ("", 0),
+])
+def test_every_v1_list_alone_gives_one_spec_per_entry(lists, count):
+    (layer,) = upgraded_layers(f'layers {{ name: "c" type: INNER_PRODUCT {lists} }}')
+    assert len(layer.param) == count
+    assert not layer.HasField("phase")
+
+
+def test_v1_fields_that_v2_has_are_kept_and_the_layer_is_renamed():
+    (layer,) = upgraded_layers('layers { name: "p" type: POOLING bottom: "x" top: "y" '
+                               "pooling_param { pool: AVE kernel_size: 3 } include { phase: TEST } }")
+    assert layer == net_of('layer { name: "p" type: "Pooling" bottom: "x" top: "y" '
+                           "include { phase: TEST } pooling_param { pool: AVE kernel_size: 3 } }").layer[0]
+
+
+def test_v0_padding_layers_fold_into_the_next_convolution():
+    layers = upgraded_layers(
+        'layers { layer { name: "pad1" type: "padding" pad: 2 } bottom: "data" top: "pad1" } '
+        'layers { layer { name: "conv1" type: "conv" num_output: 4 kernelsize: 3 pad: 9 biasterm: false '
+        'blobs_lr: 1 weight_decay: 0 } bottom: "pad1" top: "conv1" } '
+        'layers { layer { name: "pool1" type: "pool" pool: MAX kernelsize: 2 stride: 2 } bottom: "conv1" top: "pool1" } '
+        'layers { layer { name: "drop" type: "dropout" dropout_ratio: 0.25 } bottom: "pool1" top: "pool1" }')
+    assert layers == list(net_of(
+        'layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" param { lr_mult: 1 decay_mult: 0 } '
+        "convolution_param { num_output: 4 bias_term: false pad: 2 kernel_size: 3 } } "
+        'layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" '
+        "pooling_param { pool: MAX kernel_size: 2 stride: 2 } } "
+        'layer { name: "drop" type: "Dropout" bottom: "pool1" top: "pool1" dropout_param { dropout_ratio: 0.25 } }'
+    ).layer)
+
+
+def test_v0_fields_of_other_layer_types_are_ignored_as_caffe_did():
+    (layer,) = upgraded_layers('layers { layer { name: "r" type: "relu" num_output: 3 kernelsize: 5 } '
+                               'bottom: "x" top: "x" }')
+    assert layer == net_of('layer { name: "r" type: "ReLU" bottom: "x" top: "x" }').layer[0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('layers { layer { name: "p" type: "padding" pad: 1 } bottom: "a" bottom: "b" top: "c" }',
+     "old.prototxt: padding layer 'p' needs one bottom and one top"),
+    ('layers { layer { name: "p" type: "padding" pad: 1 } bottom: "a" top: "b" } '
+     'layers { layer { name: "q" type: "pool" } bottom: "b" top: "c" }',
+     "old.prototxt: padding layer output 'b' feeds 'q' (pool); only convolutions may follow a V0 padding layer"),
+    ('layers { layer { name: "z" type: "zap" } }', "old.prototxt: V0 layer 'z' has unknown type 'zap'"),
+    ('layers { name: "z" type: NONE }', "old.prototxt: V1 layer 'z' has unknown type NONE"),
+    ('layers { name: "a" type: RELU } layer { name: "b" type: "ReLU" }',
+     "old.prototxt mixes V1 'layers' and V2 'layer' entries; Caffe cannot read such a net either"),
+])
+def test_upgrade_refusals_are_named(text, message):
+    with pytest.raises(CaffeModelError, match=exactly(message)):
+        upgraded_layers(text)
