@@ -19,8 +19,19 @@ from pathlib import Path
 import pytest
 
 from artifacts import tarball
-from artifacts.tarball import MAX_DEPTH, MAX_MTIME, MAX_NAME_LENGTH, UnsafeArchiveError, safe_extract, write_tarball
+from artifacts.tarball import UnsafeArchiveError, safe_extract, write_tarball
 from converters.errors import InputFileError
+
+# The limits written by hand, not imported from the code under test:
+MTIME_LIMIT = 8589934591  # 8**11 - 1: the largest value ustar's 11-octal-digit mtime field holds
+DEPTH_LIMIT = 32          # folders in a member's path
+NAME_LIMIT = 1024         # characters in a member's path (well under Linux's PATH_MAX of 4096)
+
+
+def test_the_module_limits_are_the_hand_written_ones():
+    """The one place the module's constants are read: they must equal the literals above."""
+    assert (tarball.MAX_MTIME, tarball.MAX_DEPTH, tarball.MAX_NAME_LENGTH) == (MTIME_LIMIT, DEPTH_LIMIT, NAME_LIMIT)
+    assert MTIME_LIMIT == int("7" * 11, 8)
 
 
 def _archive(path: Path, members: list[tuple[str, bytes | None]], *, modes: dict[str, int] | None = None,
@@ -59,7 +70,7 @@ def source(tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------------------- writing
 
 
-@pytest.mark.parametrize("mtime", [0, MAX_MTIME])
+@pytest.mark.parametrize("mtime", [0, MTIME_LIMIT])
 def test_mtime_bounds_are_accepted_and_written(tmp_path, source, mtime):
     out = tmp_path / "t.tar.gz"
     write_tarball(out, "top", [("a.bin", source)], mtime=mtime)
@@ -67,9 +78,9 @@ def test_mtime_bounds_are_accepted_and_written(tmp_path, source, mtime):
         assert {m.mtime for m in tar.getmembers()} == {mtime}
 
 
-@pytest.mark.parametrize("mtime", [-1, MAX_MTIME + 1, True, 1.0, "0"])
+@pytest.mark.parametrize("mtime", [-1, MTIME_LIMIT + 1, True, 1.0, "0"])
 def test_mtime_outside_the_bounds_is_refused_by_name(tmp_path, source, mtime):
-    with pytest.raises(ValueError, match=exactly(f"mtime must be an integer from 0 to {MAX_MTIME}, got {mtime!r}")):
+    with pytest.raises(ValueError, match=exactly(f"mtime must be an integer from 0 to {MTIME_LIMIT}, got {mtime!r}")):
         write_tarball(tmp_path / "t.tar.gz", "top", [("a.bin", source)], mtime=mtime)
     assert list(tmp_path.iterdir()) == [source]
 
@@ -175,7 +186,7 @@ def test_a_drive_like_name_whose_first_character_is_no_letter_is_plain(tmp_path)
     assert safe_extract(archive, tmp_path / "dest") == [tmp_path / "dest/1:x"]
 
 
-@pytest.mark.parametrize("depth, accepted", [(MAX_DEPTH, True), (MAX_DEPTH + 1, False)])
+@pytest.mark.parametrize("depth, accepted", [(DEPTH_LIMIT, True), (DEPTH_LIMIT + 1, False)])
 def test_depth_limit(tmp_path, depth, accepted):
     name = "/".join(["d"] * depth)
     archive = _archive(tmp_path / "a.tar", [(name, b"x")], mode="w")
@@ -183,17 +194,17 @@ def test_depth_limit(tmp_path, depth, accepted):
         assert safe_extract(archive, tmp_path / "dest") == [tmp_path / "dest" / name]
     else:
         with pytest.raises(UnsafeArchiveError, match=rf"holds a member {depth} folders deep and {len(name)} "
-                           rf"characters long \(at most {MAX_DEPTH} and {MAX_NAME_LENGTH}, 255 bytes per name\)"):
+                           rf"characters long \(at most {DEPTH_LIMIT} and {NAME_LIMIT}, 255 bytes per name\)"):
             safe_extract(archive, tmp_path / "dest")
 
 
 def test_name_length_limit(tmp_path):
-    exact = "/".join(["p" * 250] * 4 + ["q" * (MAX_NAME_LENGTH - 4 * 251)])
-    assert len(exact) == MAX_NAME_LENGTH
+    exact = "/".join(["p" * 250] * 4 + ["q" * (NAME_LIMIT - 4 * 251)])
+    assert len(exact) == NAME_LIMIT
     archive = _archive(tmp_path / "a.tar", [(exact, b"x")], mode="w")
     assert len(safe_extract(archive, tmp_path / "dest")) == 1
     longer = _archive(tmp_path / "b.tar", [(exact + "r", b"x")], mode="w")
-    with pytest.raises(UnsafeArchiveError, match=rf"{MAX_NAME_LENGTH + 1} characters long"):
+    with pytest.raises(UnsafeArchiveError, match=rf"{NAME_LIMIT + 1} characters long"):
         safe_extract(longer, tmp_path / "dest2")
 
 
