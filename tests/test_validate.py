@@ -279,8 +279,17 @@ def test_compare_output_semantics() -> None:
     got[4] = -2.0015  # |err| 1.5e-3 <= 1e-7 + 1e-3 * 2: passes
     close = compare_output("y", exp, got, tol)
     assert close.passed and close.worst_index == (4,)
-    assert close.max_rel == pytest.approx(7.5e-4, rel=1e-3)
-    assert close.needed_rtol == pytest.approx((close.max_abs - 1e-7) / 2)
+    # Hand arithmetic: float32(-2.0015) = -round(2.0015 * 2**22) / 2**22 = -8394899 / 2**22
+    # = -2.001499891281128, so |err| = (8394899 - 2 * 2**22) / 2**22 = 6291 / 2**22
+    # = 0.0014998912811279297, and |exp| = 2.
+    assert float(np.float32(-2.0015)) == -8394899 / 2**22  # float32 spacing in [2, 4) is 2**-22
+    assert close.max_abs == pytest.approx(0.0014998912811279297, rel=1e-12)
+    assert close.max_rel == pytest.approx(7.499456405639648e-4, rel=1e-12)  # 0.0014998912811279297 / 2
+    assert close.mean_abs == pytest.approx(2.9997825622558595e-4, rel=1e-12)  # 0.0014998912811279297 / 5
+    # needed_rtol: the smallest rtol passing at atol 1e-7 (module doc) = (|err| - atol) / |exp|
+    assert close.needed_rtol == pytest.approx(7.498956405639648e-4, rel=1e-12)  # (0.0014998912811279297 - 1e-7) / 2
+    # needed_atol: the smallest atol passing at rtol 1e-3 = max(|err| - 1e-3 * 2, 0) = 0
+    assert close.needed_atol == 0.0
     assert not compare_output("y", exp, exp.astype(np.float64), tol).passed
     shape = compare_output("y", exp, exp.reshape(5, 1), tol)
     assert not shape.passed and "shape [5, 1] where [5] is expected" in shape.reason
