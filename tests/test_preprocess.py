@@ -304,7 +304,13 @@ def test_load_dataset_detection(data):
 
 
 def test_deterministic_subset(mnist_ds):
+    """The choice is the documented formula, computed here with NumPy: the first ``count`` of
+    ``default_rng(seed).permutation(len)``, sorted."""
+    assert len(mnist_ds) == 10000  # MNIST's t10k set
     first = deterministic_subset(mnist_ds, 50, seed=3)
+    assert first == sorted(int(i) for i in np.random.default_rng(3).permutation(10000)[:50])
+    default_seed = sorted(int(i) for i in np.random.default_rng(0).permutation(10000)[:7])
+    assert deterministic_subset(mnist_ds, 7) == default_seed
     assert first == deterministic_subset(mnist_ds, 50, seed=3)
     assert first == sorted(first) and len(set(first)) == 50
     assert first != deterministic_subset(mnist_ds, 50, seed=4)
@@ -344,6 +350,9 @@ def test_seeded_reader():
     reader = SeededReader("x", ("N", 3, 8, 8), -1.0, 1.0, 4, seed=7)
     feeds = [reader.get_next()["x"] for _ in range(4)]
     assert reader.get_next() is None and len(reader) == 4
+    for i, feed in enumerate(feeds):  # the docstring's recipe, computed here: feed i from default_rng([seed, i])
+        drawn = np.random.default_rng([7, i]).uniform(-1.0, 1.0, (1, 3, 8, 8)).astype(np.float32)
+        np.testing.assert_array_equal(feed, drawn)
     assert all(f.shape == (1, 3, 8, 8) and f.dtype == np.float32 for f in feeds)
     assert all(f.min() >= -1.0 and f.max() < 1.0 for f in feeds)
     assert not np.array_equal(feeds[0], feeds[1])

@@ -48,7 +48,15 @@ def tiny_model(extra: dict[str, str] | None = None) -> onnx.ModelProto:
     return model
 
 
-FP32_SETTINGS = settings_dict(target_opset=12, compat="zoo", names="zoo", input_shape=[1, 2], dynamic_batch=False)
+# The settings object docs/provenance-format.md describes, written by hand: the expected value.
+FP32_SETTINGS = {"target_opset": 12, "compat": "zoo", "names": "zoo", "input_shape": [1, 2], "dynamic_batch": False}
+# ... and its canonical JSON (sorted keys, no spaces), as stamped in zooforge.settings
+FP32_SETTINGS_JSON = '{"compat":"zoo","dynamic_batch":false,"input_shape":[1,2],"names":"zoo","target_opset":12}'
+
+
+def fp32_settings() -> dict:
+    """The same settings made the way the packager makes them: through the project's normaliser."""
+    return settings_dict(target_opset=12, compat="zoo", names="zoo", input_shape=[1, 2], dynamic_batch=False)
 
 
 def fp32_lineage(prototxt: str = sha(b"p"), weights: str = sha(b"w"), predict: str = sha(b"pn"),
@@ -57,7 +65,7 @@ def fp32_lineage(prototxt: str = sha(b"p"), weights: str = sha(b"w"), predict: s
         "Caffe Mini ==> Caffe2 Mini ==> ONNX Mini",
         (SourceFile("deploy.prototxt", "prototxt", prototxt), SourceFile("mini.caffemodel", "weights", weights)),
         (ParentRef("caffe2/predict_net.pb", predict), ParentRef("caffe2/init_net.pb", init)),
-        FP32_SETTINGS, synthetic,
+        fp32_settings(), synthetic,
     )
 
 
@@ -88,6 +96,7 @@ def test_stamp_round_trip_and_contract_fields():
                                                           "dynamic_batch"}
     back = read_lineage(onnx.load_from_string(model.SerializeToString()))
     assert back == lineage
+    assert props["zooforge.settings"] == FP32_SETTINGS_JSON
     assert back.settings == FP32_SETTINGS and back.settings["input_shape"] == (1, 2)
     assert hash(back) == hash(lineage)
 
@@ -119,7 +128,12 @@ def test_read_lineage_of_unstamped_and_malformed(tmp_path):
 def test_quantization_settings_round_trip():
     digest = calibration_digest(file_digests=[sha(b"b"), sha(b"a")])
     assert digest == calibration_digest(file_digests=[sha(b"a"), sha(b"b")])
-    assert HEX64.match(calibration_digest(recipe={"seed": 0, "low": 0.0, "high": 1.0}))
+    # The docstring's formula: SHA-256 of the hex digests, sorted, each line ending in "\n" ...
+    # sorted: sha(b"b") = "3e23e816..." comes before sha(b"a") = "ca978112..."
+    assert digest == hashlib.sha256(f"{sha(b'b')}\n{sha(b'a')}\n".encode()).hexdigest()
+    # ... or of the seeded recipe's canonical JSON (sorted keys, no spaces), written out by hand
+    recipe_digest = calibration_digest(recipe={"seed": 0, "low": 0.0, "high": 1.0})
+    assert recipe_digest == hashlib.sha256(b'{"high":1.0,"low":0.0,"seed":0}').hexdigest()
     q = quantization_settings("int8", 100, 0, "seeded uniform [0, 1)", digest)
     settings = settings_dict(target_opset=12, names="zoo", quantization=q)
     model = tiny_model()
@@ -195,7 +209,7 @@ def test_statement_shape_and_write_read(tmp_path):
     meta = entry["predicate"]["runDetails"]["metadata"]
     assert meta == {"invocationId": "mini-mini-12", "startedOn": "1970-01-01T00:00:00Z",
                     "finishedOn": "1970-01-01T00:00:00Z"}
-    other = statement("caffe2/init_net.pb", sha(b"init"), Lineage("L", lineage.sources, (), FP32_SETTINGS),
+    other = statement("caffe2/init_net.pb", sha(b"init"), Lineage("L", lineage.sources, (), fp32_settings()),
                       release_name="mini", internal={}, byproducts=(), epoch=0)
     path = tmp_path / STATEMENTS_FILE
     write_statements(path, [entry, other])
@@ -283,7 +297,7 @@ def mini_release(tmp_path) -> Path:
     onnx.save(model, str(release / "mini-12-int8.onnx"))
     write_tarball(release / "mini-12.tar.gz", "mini", [("model.onnx", release / "mini-12.onnx")], mtime=0)
     tar_lineage = Lineage(fp32.line, sources, (ParentRef("mini-12.onnx", file_sha(release / "mini-12.onnx")),),
-                          FP32_SETTINGS)
+                          fp32_settings())
     caffe2_lineage = Lineage(fp32.line, sources, (), {"names": "zoo", "compat": "zoo"})
     statements = [
         statement(name, file_sha(release / name), lineage, release_name="mini", internal={"test_sets": 1},
