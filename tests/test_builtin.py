@@ -78,6 +78,45 @@ def test_weights_are_deterministic_with_caffe_shapes() -> None:
     assert _digest({layer.name: layer.blobs for layer in net.layers if layer.blobs}) == digest
 
 
+# The scale converters/builtin/synthetic.py documents, computed by hand for AlexNet. Fan-ins from
+# CAFFE_SHAPES (in channels per group x kernel area, or inputs of an inner product); the built-in
+# scale is input_std = 128 / sqrt(3) (Caffe-range pixels) and logit_std = 4 (converters/builtin/models.py).
+INPUT_STD = 128 / np.sqrt(3)
+CENTRED = np.sqrt(2 / (1 - 1 / np.pi))  # centred filters after a ReLU: Var(relu(z)) = Var(z) (1 - 1/pi) / 2
+FAN_IN = {"conv1": 3 * 11 * 11, "conv2": 48 * 5 * 5, "conv3": 256 * 3 * 3, "conv4": 192 * 3 * 3,
+          "conv5": 192 * 3 * 3, "fc6": 256 * 6 * 6, "fc7": 4096, "fc8": 4096}
+WEIGHT_STD = {
+    "conv1": np.sqrt(2 / FAN_IN["conv1"]),  # reads the net input: He, sqrt(2 / fan_in) = 0.0742
+    **{name: CENTRED / np.sqrt(FAN_IN[name]) for name in ("conv2", "conv3", "conv4", "conv5", "fc6", "fc7")},
+    # the classifier: its inputs are ReLUs of std-(sqrt(2) * INPUT_STD) pre-activations, whose variance is
+    # INPUT_STD**2 * (1 - 1/pi); logits of std 4 need std_w * sqrt(fan_in) * INPUT_STD * sqrt(1 - 1/pi) = 4
+    "fc8": 4.0 / (INPUT_STD * np.sqrt(1 - 1 / np.pi)) / np.sqrt(FAN_IN["fc8"]),
+}
+BIAS_STD = {name: 0.05 * (4.0 if name == "fc8" else np.sqrt(2) * INPUT_STD) for name in FAN_IN}  # 5% of out scale
+
+
+def test_weights_have_the_documented_scale() -> None:
+    """Uniform values of the documented std (hand-computed above): weights within 2% (at least 34848
+    values a layer), biases within 15% (96 to 4096 values; 3 sigma of a uniform sample's std at n=96 is
+    14%); never beyond a uniform's half-width sqrt(3) * std; every filter after conv1 centred. No values
+    are pinned: the docstring promises bit-identical weights per seed, not a particular stream."""
+    for name, (w_shape, _) in CAFFE_SHAPES.items():  # the hand fan-ins agree with the hand shapes
+        assert int(np.prod(w_shape[1:])) == FAN_IN[name], name
+    table = synthetic_weights(parse_prototxt(ALEXNET.prototxt), ALEXNET.seed, ALEXNET.scale)
+    for name, (w, b) in table.items():
+        w64, b64 = w.astype(np.float64), b.astype(np.float64)
+        assert w64.std() == pytest.approx(WEIGHT_STD[name], rel=0.02), name
+        assert b64.std() == pytest.approx(BIAS_STD[name], rel=0.15), name
+        assert np.abs(b64).max() <= np.sqrt(3) * BIAS_STD[name] * (1 + 1e-6), name
+        units = w64.reshape(w.shape[0], -1)
+        if name == "conv1":
+            assert np.abs(w64).max() <= np.sqrt(3) * WEIGHT_STD[name] * (1 + 1e-6)
+        else:  # centred: each output unit's weights sum to zero
+            assert np.abs(units.mean(axis=1)).max() <= 1e-4 * WEIGHT_STD[name], name
+            # the half-width, plus the unit mean subtracted (its std is std / sqrt(fan_in): 3% at conv2)
+            assert np.abs(units).max() <= np.sqrt(3) * WEIGHT_STD[name] * 1.1, name
+
+
 def test_other_seed_gives_other_weights(tmp_path: Path) -> None:
     prototxt = tmp_path / "mixed.prototxt"
     prototxt.write_text(MIXED_NET)

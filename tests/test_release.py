@@ -247,15 +247,44 @@ def test_sha256sums(release):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_parity_json(release):
+def test_parity_json(release, extracted, onnx_session):
+    """parity.json's verdicts and figures, recomputed here with onnxruntime and NumPy on each
+    tarball's model.onnx and test_data_set_N (|got - exp| <= 1e-7 + 1e-3 * |exp|, the README's
+    default tolerance). Variants below opset 7 have no onnxruntime kernels: only their layout is
+    checked here."""
     text = (release / "parity.json").read_text()
     assert ".building-" not in text
     assert str(release.parent) not in text
     records = json.loads(text)
     assert [r["variant"] for r in records] == [f"{NAME}-{opset}" for opset in OPSETS]
-    assert all(r["passed"] and r["report"]["passed"] for r in records)
+    rtol, atol = 1e-3, 1e-7
     for record in records:
         assert {s["test_set"] for s in record["report"]["sets"]} == {f"test_data_set_{n}" for n in range(3)}
+        assert record["report"]["tolerance"] == {"rtol": rtol, "atol": atol, "per_output": {}}
+        if record["opset"] < 7:
+            continue
+        top = extracted[record["opset"]]
+        session = onnx_session(top / "model.onnx")
+        names = [o.name for o in session.get_outputs()]
+        for entry in record["report"]["sets"]:
+            assert entry["runtime"] == "onnxruntime" and entry["error"] is None
+            folder = top / entry["test_set"]
+            fed = onnx.load_tensor(str(folder / "input_0.pb"))
+            want = onnx.load_tensor(str(folder / "output_0.pb"))
+            got = dict(zip(names, session.run(names, {fed.name: onnx.numpy_helper.to_array(fed)})))[want.name]
+            exp = onnx.numpy_helper.to_array(want)
+            assert got.dtype == exp.dtype and got.shape == exp.shape
+            err = np.abs(got.astype(np.float64) - exp.astype(np.float64))
+            ours = bool(np.isfinite(got).all() and (err <= atol + rtol * np.abs(exp)).all())
+            assert ours, (record["variant"], entry["test_set"], err.max())
+            assert entry["passed"] is ours
+            (figures,) = entry["outputs"]
+            assert figures["name"] == want.name and figures["passed"] is ours
+            where = (record["variant"], entry["test_set"])
+            assert figures["max_abs"] == pytest.approx(err.max(), rel=1e-5, abs=1e-12), where
+            assert figures["mean_abs"] == pytest.approx(err.mean(), rel=1e-5, abs=1e-12), where
+            assert figures["max_rel"] == pytest.approx((err / np.abs(exp)).max(), rel=1e-5, abs=1e-12), where
+        assert record["passed"] is record["report"]["passed"] is True  # every set recomputed above passed
 
 
 def test_every_variant_is_checked_by_a_runtime_independent_of_the_executor(release):

@@ -123,10 +123,23 @@ def signed_payload(release: Path) -> dict:
 # ------------------------------------------------------------------------------- whole release
 
 
+# The release the fixture builds, written out by hand from README "Releases": per opset (9, 12) an
+# .onnx and a .tar.gz; caffe2/ with the NetDef pair and the value_info.json written beside it;
+# README.md, manifest.json, parity.json; provenance.intoto.jsonl. Every file but SHA256SUMS: 11.
+RELEASE_FILES = [
+    "README.md", "caffe2/init_net.pb", "caffe2/predict_net.pb", "caffe2/value_info.json",
+    "lenet-12.onnx", "lenet-12.tar.gz", "lenet-9.onnx", "lenet-9.tar.gz",
+    "manifest.json", "parity.json", "provenance.intoto.jsonl",
+]
+
+
 def test_fresh_release_verifies(release):
     report = verify_release(release)
     assert report.verified, report.problems
-    assert report.checked["sha256sums"] == len((release / "SHA256SUMS").read_text().splitlines())
+    assert len(RELEASE_FILES) == 11
+    assert report.checked["sha256sums"] == 11
+    # SHA256SUMS itself, checked with hashlib against the hand list, in sha256sum's "<hex>  <name>" form
+    assert (release / "SHA256SUMS").read_text().splitlines() == [f"{sha256(release / n)}  {n}" for n in RELEASE_FILES]
     assert report.checked["manifest"] == 2 and report.checked["provenance"] >= 4
     assert report.checked["signature"] == "absent"
 
