@@ -63,39 +63,6 @@ class Group:
 
 GROUPS: tuple[Group, ...] = (
     Group(
-        "caffe-reader",
-        ("converters/caffe/*.py",),
-        ("tests/test_upgrade.py", "tests/test_builtin.py", "tests/test_layers.py",
-         "tests/test_hostile.py", "tests/test_lenet_accuracy.py"),
-        "prototxt/caffemodel/HDF5 reading and V0/V1 upgrade; OpenCV's importer and real labels judge",
-    ),
-    Group(
-        "caffe2-executor",
-        ("converters/caffe2/executor/*.py",),
-        ("tests/test_caffe2_conformance.py", "tests/test_legacy_kernels.py"),
-        "the NumPy executor of NetDefs, against real Caffe2 op by op",
-    ),
-    Group(
-        "caffe2-netdef",
-        ("converters/caffe2/translate.py", "converters/caffe2/netdef.py", "converters/caffe2/compat.py"),
-        ("tests/test_caffe_translator_netdefs.py", "tests/test_caffe2_conformance.py", "tests/test_compat.py",
-         "tests/test_roundtrip.py"),
-        "Caffe -> NetDef translation and the NetDef schema, against real Caffe2 and its caffe_translator",
-    ),
-    Group(
-        "onnx-handlers",
-        ("converters/onnx/*.py", "converters/onnx/handlers/*.py"),
-        ("tests/test_layers.py", "tests/test_handler_coverage.py", "tests/test_cli_onnx.py",
-         "tests/test_caffe_translator_netdefs.py"),
-        "NetDef -> ONNX handlers and naming, against onnxruntime, the reference evaluator and OpenCV",
-    ),
-    Group(
-        "versioning",
-        ("versioning/*.py",),
-        ("tests/test_opsets.py", "tests/test_version_converter_differential.py", "tests/test_handler_coverage.py"),
-        "opset table, adapters between opsets, legacy kernels; onnx's version table and onnxruntime",
-    ),
-    Group(
         "validate",
         ("artifacts/validate.py",),
         ("tests/test_validate.py",),
@@ -112,6 +79,44 @@ GROUPS: tuple[Group, ...] = (
         ("artifacts/manifest.py", "artifacts/provenance.py", "artifacts/verify.py", "converters/lineage.py"),
         ("tests/test_verify.py", "tests/test_provenance.py"),
         "hub manifest, SHA256SUMS, lineage and in-toto provenance, zoo-verify",
+    ),
+    Group(
+        "caffe-reader",
+        ("converters/caffe/*.py",),
+        ("tests/test_upgrade.py", "tests/test_caffe_reader_edges.py", "tests/test_layers.py",
+         "tests/test_cifar10_accuracy.py", "tests/test_lenet_accuracy.py"),
+        "prototxt/caffemodel/HDF5 reading and V0/V1 upgrade; Caffe's fixtures, OpenCV and real labels judge",
+    ),
+    Group(
+        "caffe2-executor",
+        ("converters/caffe2/executor/*.py",),
+        ("tests/test_caffe2_conformance.py", "tests/test_layers.py"),
+        "the NumPy executor of NetDefs, against real Caffe2 op by op and OpenCV layer by layer",
+    ),
+    Group(
+        "onnx-handlers",
+        ("converters/onnx/*.py", "converters/onnx/handlers/*.py"),
+        ("tests/test_layers.py", "tests/test_handler_coverage.py", "tests/test_roundtrip.py"),
+        "NetDef -> ONNX handlers and naming, against onnxruntime, the reference evaluator and OpenCV",
+    ),
+    Group(
+        "caffe2-netdef",
+        ("converters/caffe2/translate.py", "converters/caffe2/netdef.py"),
+        ("tests/test_caffe2_conformance.py", "tests/test_layers.py", "tests/test_roundtrip.py"),
+        "Caffe -> NetDef translation and the NetDef schema, against real Caffe2 and its frontend",
+    ),
+    Group(
+        "caffe2-compat",
+        ("converters/caffe2/compat.py",),
+        ("tests/test_compat.py",),
+        "--compat zoo, against the published zoo graph",
+    ),
+    Group(
+        "versioning",
+        ("versioning/*.py",),
+        ("tests/test_legacy_kernels.py", "tests/test_handler_coverage.py", "tests/test_opsets.py",
+         "-k", "not alexnet227 and not alexnet224 and not published_output"),
+        "opset table, adapters between opsets, legacy kernels; onnx's version table and onnxruntime",
     ),
 )
 
