@@ -571,6 +571,29 @@ def test_tar_member_2000_folders_deep(tmp_path):
     assert_refused(invoke(validate_cli.main, [archive]), "folders deep")
 
 
+# Archive members met while mutation-testing the tarball reader: each refused by member name.
+HOSTILE_MEMBERS = {
+    "nested-under-a-file": (["top/model.onnx", "top/model.onnx/x"], "inside 'top/model.onnx', which is a file"),
+    "drive-letter": (["C:evil/model.onnx"], "with an absolute path"),
+    "nul-in-a-pax-name": (["top/\u00e9\x00.onnx"], "with a NUL in its name"),
+    "backslash-climb": (["top\\..\\..\\evil"], "climbs out with '..'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_MEMBERS))
+def test_hostile_tar_members_in_zoo_validate(tmp_path, case):
+    names, mention = HOSTILE_MEMBERS[case]
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 0
+            tar.addfile(info)
+    before = snapshot(tmp_path)
+    assert_refused(invoke(validate_cli.main, [archive]), str(archive), mention)
+    assert snapshot(tmp_path) == before
+
+
 # -- 9. bounded reads ---------------------------------------------------------------------------
 
 @pytest.fixture
