@@ -1,0 +1,58 @@
+"""scripts/mutation.py's bookkeeping: verdicts per module, equivalents, the sample and its interval."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "mutation.py"
+
+
+@pytest.fixture(scope="module")
+def mutation():
+    spec = importlib.util.spec_from_file_location("mutation_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_wilson_interval_of_90_in_100(mutation):
+    low, high = mutation.wilson(90, 100)  # textbook value: 0.8256 .. 0.9448
+    assert low == pytest.approx(0.8256, abs=1e-4) and high == pytest.approx(0.9448, abs=1e-4)
+    assert mutation.wilson(0, 0) == (0.0, 1.0)
+
+
+def test_sample_is_seeded_and_sized(mutation):
+    names = [f"m{i}" for i in range(200)]
+    first = mutation.sample(names, 0.15, 0)
+    assert len(first) == 30 and first == mutation.sample(names, 0.15, 0) and set(first) <= set(names)
+    assert first != mutation.sample(names, 0.15, 1)
+    assert mutation.sample(names, 1, 0) == names
+
+
+def test_verdicts_are_counted_per_module(mutation, tmp_path):
+    meta = tmp_path / "mutants" / "pkg" / "mod.py.meta"
+    meta.parent.mkdir(parents=True)
+    codes = {"pkg.mod.x_f__mutmut_1": 1, "pkg.mod.x_f__mutmut_2": 0, "pkg.mod.x_f__mutmut_3": 0,
+             "pkg.mod.x_f__mutmut_4": 33, "pkg.mod.x_f__mutmut_5": None, "pkg.mod.x_f__mutmut_6": -24}
+    meta.write_text(json.dumps({"exit_code_by_key": codes}))
+    (score,) = mutation.read_scores(tmp_path, {"pkg.mod.x_f__mutmut_3": "cannot differ"})
+    assert score.path == "pkg/mod.py"
+    assert dict(score.status) == {"killed": 2, "survived": 1, "equivalent": 1, "no tests": 1, "not checked": 1}
+    assert score.survivors == ["pkg.mod.x_f__mutmut_2", "pkg.mod.x_f__mutmut_4"]
+    assert score.score == pytest.approx(2 / 4)  # killed / (tried - equivalent)
+    group = mutation.Group("g", ("pkg/*.py",), (), "")
+    stale = mutation.stale_equivalents({"pkg.mod.x_f__mutmut_1": "wrong", "pkg.mod.x_f__mutmut_3": "ok",
+                                        "pkg.mod.x_gone__mutmut_1": "gone", "other.x__mutmut_1": "not run"},
+                                       {score.path: score}, [group])
+    assert stale == ["pkg.mod.x_f__mutmut_1", "pkg.mod.x_gone__mutmut_1"]
+
+
+def test_every_listed_equivalent_has_a_reason(mutation):
+    listed = mutation.load_equivalents()
+    assert listed and all(len(why) > 20 for why in listed.values())
