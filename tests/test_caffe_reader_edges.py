@@ -181,11 +181,11 @@ def caffemodel(tmp_path: Path, text: str) -> Path:
 
 def test_legacy_blob_dimensions_and_double_data(tmp_path):
     path = caffemodel(tmp_path, 'layer { name: "a" blobs { num: 1 channels: 2 height: 1 width: 3 '
-                      'data: [1, 2, 3, 4, 5, 6] } blobs { shape { dim: 2 } double_data: [0.5, 1e300] } }')
+                      'data: [1, 2, 3, 4, 5, 6] } blobs { shape { dim: 2 } double_data: [0.5, 0.1] } }')
     (first, second) = read_weights(path)["a"]
     assert first.shape == (1, 2, 1, 3) and first.dtype == np.float32
     np.testing.assert_array_equal(first.ravel(), [1, 2, 3, 4, 5, 6])
-    assert second.dtype == np.float32 and second[0] == 0.5 and np.isinf(second[1])
+    assert second.dtype == np.float32 and second.tolist() == [0.5, float(np.float32(0.1))]  # each double rounded once
 
 
 def test_a_blob_with_no_shape_is_flat(tmp_path):
@@ -370,3 +370,84 @@ def test_v0_fields_of_other_layer_types_are_ignored_as_caffe_did():
 def test_upgrade_refusals_are_named(text, message):
     with pytest.raises(CaffeModelError, match=exactly(message)):
         upgraded_layers(text)
+
+
+# --------------------------------------------------------------------- reader sentences, wiring
+
+
+def test_prototxt_errors_name_file_line_and_column(tmp_path):
+    missing = tmp_path / "missing.prototxt"
+    with pytest.raises(InputFileError, match=exactly(f"net definition {missing} does not exist")):
+        parse_prototxt(missing)
+    bad = tmp_path / "bad.prototxt"
+    bad.write_text('name: "x"\nbogus: 1\n')
+    with pytest.raises(InputFileError, match=exactly(
+            f'{bad} cannot be parsed at line 2, column 1: Message type "caffe.NetParameter" has no field named "bogus".')):
+        parse_prototxt(bad)
+
+
+def test_wiring_errors_name_the_net_layer_and_blob():
+    reads = net_of(INPUT + 'layer { name: "r" type: "ReLU" bottom: "nothing" top: "r" }')
+    with pytest.raises(CaffeModelError, match=exactly(
+            "n.prototxt: layer 'r' (ReLU) reads blob 'nothing', which no input or earlier layer produces")):
+        build_net(reads, {}, source="n.prototxt")
+    overwrites = net_of(INPUT + 'layer { name: "r" type: "ReLU" bottom: "data" top: "data2" } '
+                                'layer { name: "s" type: "Sigmoid" bottom: "data" top: "data2" }')
+    with pytest.raises(CaffeModelError, match=exactly(
+            "n.prototxt: layer 's' (Sigmoid) writes top 'data2', which another layer or input already produces "
+            "(Caffe allows that only in place, as the same bottom)")):
+        build_net(overwrites, {}, source="n.prototxt")
+    in_place = net_of(INPUT + 'layer { name: "r" type: "ReLU" bottom: "data" top: "data" }')
+    assert [layer.tops for layer in build_net(in_place, {}).layers] == [["data"]]
+
+
+def test_missing_weights_name_the_default_weights_source():
+    net = net_of(INPUT + 'layer { name: "s" type: "Scale" bottom: "data" top: "s" }')
+    with pytest.raises(CaffeModelError, match=exactly(
+            "layer 's' (Scale) has learned parameters, but <weights> holds no weights for it")):
+        build_net(net, {})
+
+
+def test_a_data_layer_without_a_top_is_named():
+    with pytest.raises(CaffeModelError, match=exactly("n.prototxt: data layer 'd' has no top")):
+        describe_inputs(net_of('layer { name: "d" type: "Data" }'), source="n.prototxt")
+
+
+def test_an_input_layer_gives_each_top_its_own_shape():
+    net = net_of('layer { name: "in" type: "Input" top: "a" top: "b" '
+                 "input_param { shape { dim: 3 dim: 2 } shape { dim: 5 dim: 4 dim: 1 } } }")
+    assert describe_inputs(net) == {"a": (1, 2), "b": (1, 4, 1)}
+    shared = net_of('layer { name: "in" type: "Input" top: "a" top: "b" input_param { shape { dim: 3 dim: 2 } } }')
+    assert describe_inputs(shared) == {"a": (1, 2), "b": (1, 2)}
+
+
+def test_input_shape_for_an_unknown_input_is_named():
+    with pytest.raises(CaffeModelError, match=exactly(
+            "--input-shape names ['x', 'y'], but the net's inputs are ['data']")):
+        describe_inputs(net_of(INPUT), {"y": (1,), "x": (1,), "data": (1, 1, 2, 2)})
+
+
+def test_weights_for_layers_the_net_lacks_are_named_in_a_warning_at_the_caller():
+    from converters.caffe.loader import WeightsWithoutLayerWarning
+
+    with pytest.warns(WeightsWithoutLayerWarning) as caught:
+        build_net(net_of(INPUT), {"zeta": [np.ones(1)], "alpha": [np.ones(1)]}, weights_source="w.caffemodel")
+    (warning,) = caught
+    assert str(warning.message) == "w.caffemodel holds weights for layers the net does not have, ignored: alpha, zeta"
+    assert warning.filename == __file__  # stacklevel points past the loader to whoever called it
+
+
+def test_attached_blobs_are_c_ordered_float32_and_0d_stays_0d():
+    net = net_of(INPUT + 'layer { name: "s" type: "Scale" bottom: "data" top: "s" }')
+    fortran = np.asfortranarray(np.arange(6, dtype=np.float64).reshape(2, 3))
+    (layer,) = build_net(net, {"s": [fortran, np.float64(2.0)]}).layers
+    matrix, scalar = layer.blobs
+    assert matrix.dtype == np.float32 and matrix.flags.c_contiguous and matrix.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert scalar.shape == () and scalar.dtype == np.float32
+
+
+def test_v0_fields_after_one_another_type_ignores_are_still_read():
+    (layer,) = upgraded_layers('layers { layer { name: "p" type: "pool" num_output: 3 kernelsize: 2 stride: 2 } '
+                               'bottom: "x" top: "y" }')
+    assert layer == net_of('layer { name: "p" type: "Pooling" bottom: "x" top: "y" '
+                           "pooling_param { kernel_size: 2 stride: 2 } }").layer[0]

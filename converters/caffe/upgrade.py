@@ -183,7 +183,9 @@ def _v1_to_v2(net: Any, source: str) -> Any:
         new.type = V1_TYPE_NAMES[type_name]
         for descriptor, value in old.ListFields():
             name = descriptor.name
-            if name in ("type", "layer", "blobs_lr", "weight_decay", "param", "blob_share_mode"):
+            # type is an enum in V1 and a string in V2; param names a blob in V1 and is a ParamSpec
+            # in V2 (built below with blobs_lr, weight_decay and blob_share_mode, which V2 lacks)
+            if name in ("type", "param"):
                 continue
             if name in v2_fields:
                 _assign(new, name, value)
@@ -230,9 +232,7 @@ def _assign(holder: Any, name: str, value: Any) -> None:
     elif descriptor.type == descriptor.TYPE_MESSAGE:
         target.CopyFrom(value)
     else:
-        if descriptor.enum_type is not None and not isinstance(value, int):
-            value = int(value)
-        setattr(holder, name, value)
+        setattr(holder, name, value)  # (enums are plain ints on every protobuf backend)
 
 
 def _is_sequence(value: Any) -> bool:

@@ -52,7 +52,7 @@ def blob_to_array(blob: Any, where: str) -> np.ndarray:
     if len(blob.data):
         values = np.asarray(blob.data, dtype=np.float32)
     else:
-        values = np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
+        values = np.asarray(blob.double_data, dtype=np.float32)  # rounds each double once
     if shape is None:
         shape = (values.size,)
     if int(np.prod(shape, dtype=np.int64)) != values.size:
@@ -151,7 +151,7 @@ def write_caffemodel(weights: CaffeNet | WeightTable, path: Path) -> None:
             stream.write(field_header(_NET_LAYER, size) + head)
             for prefix, data in parts:
                 stream.write(prefix)
-                stream.write(memoryview(data.reshape(-1)).cast("B"))
+                stream.write(memoryview(data).cast("B"))  # (C-contiguous: any shape flattens)
 
 
 _NET_LAYER = schema.NetParameter.DESCRIPTOR.fields_by_name["layer"].number
