@@ -174,6 +174,7 @@ def prepare(group: Group, work: Path, repo: Path) -> Path:
         "only_mutate": list(group.modules),
         "pytest_add_cli_args": ["-p", "no:cacheprovider"],
         "pytest_add_cli_args_test_selection": list(group.tests),
+        "also_copy": ["docs", "scripts", "README.md"],  # tests read the committed tables and docs
         "timeout_multiplier": 5.0,
         "timeout_constant": 5.0,
     }
