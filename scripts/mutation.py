@@ -142,9 +142,12 @@ class ModuleScore:
         return sum(self.status.values())
 
     @property
+    def judged(self) -> int:
+        return self.mutants - self.status["equivalent"] - self.status["not checked"]
+
+    @property
     def score(self) -> float:
-        judged = self.mutants - self.status["equivalent"] - self.status["not checked"]
-        return self.status["killed"] / judged if judged else 1.0
+        return self.status["killed"] / self.judged if self.judged else math.nan
 
 
 def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, str]:
@@ -282,15 +285,19 @@ def table(rows: Iterable[tuple[str, ModuleScore]]) -> list[str]:
         lines.append(f"| {group} | {score.path} | {score.mutants - score.status['not checked']} / {score.mutants} | "
                      f"{score.status['killed']} | "
                      f"{score.status['survived'] + score.status['suspicious']} | {score.status['no tests']} | "
-                     f"{score.status['equivalent']} | {score.score:.1%} |")
+                     f"{score.status['equivalent']} | {_percent(score.score)} |")
     lines.append(f"| **all** | | {total.mutants - total.status['not checked']} / {total.mutants} | "
                  f"{total.status['killed']} | "
                  f"{total.status['survived'] + total.status['suspicious']} | {total.status['no tests']} | "
-                 f"{total.status['equivalent']} | **{total.score:.1%}** |")
-    judged = total.mutants - total.status["equivalent"] - total.status["not checked"]
+                 f"{total.status['equivalent']} | **{_percent(total.score)}** |")
+    judged = total.judged
     low, high = wilson(total.status["killed"], judged)
     lines.append(f"\n95% interval of the score (Wilson, {judged} mutants judged): {low:.1%} .. {high:.1%}")
     return lines
+
+
+def _percent(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1%}"
 
 
 def wilson(killed: int, judged: int, z: float = 1.96) -> tuple[float, float]:
