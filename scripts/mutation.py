@@ -20,6 +20,10 @@ reason; a listed mutant that no longer survives (or no longer exists) is reporte
 cannot rot silently. A markdown report with every survivor's diff is written beside the table
 (``<work>/report.md``).
 
+For tests, one rule follows: the work a test judges must run inside that test (or in a helper
+that computes on first use and keeps the result), not in a module-scoped fixture; mutmut charges
+everything a fixture runs to the first test that used it, and would try a mutant there alone.
+
 Safety: mutants run as this user, against the tests' own temporary folders; the hostile archives in
 the tarball tests name only unique paths under ``/tmp`` and the test's own folders, and no group
 mutates the output-safety code (``converters/safety.py``), which guards the user's files.
