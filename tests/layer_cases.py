@@ -421,12 +421,15 @@ class Prepared:
         return self._conversions[opset]
 
 
-PREPARED: dict[str, Prepared] = {}
+# Kept per pytest session (keyed by its base temp folder), never across sessions: mutation testing
+# runs each mutant in a fresh session forked from one that filled this, and must convert again.
+PREPARED: dict[tuple[Path, str], Prepared] = {}
 
 
 def prepare(case: Case, tmp_path_factory: pytest.TempPathFactory) -> Prepared:
-    if case.id in PREPARED:
-        return PREPARED[case.id]
+    key = (tmp_path_factory.getbasetemp(), case.id)
+    if key in PREPARED:
+        return PREPARED[key]
     folder = tmp_path_factory.mktemp(case.id)
     prototxt = folder / "net.prototxt"
     prototxt.write_text(_prototxt(case))
@@ -438,5 +441,5 @@ def prepare(case: Case, tmp_path_factory: pytest.TempPathFactory) -> Prepared:
     rng = np.random.default_rng(zlib.crc32(case.id.encode()))
     feeds = {name: rng.uniform(case.low, case.high, shape).astype(np.float32) for name, shape in case.inputs.items()}
     numpy = case.reference(feeds, table) if case.reference else None
-    PREPARED[case.id] = Prepared(case, prototxt, caffemodel, table, feeds, numpy)
-    return PREPARED[case.id]
+    PREPARED[key] = Prepared(case, prototxt, caffemodel, table, feeds, numpy)
+    return PREPARED[key]

@@ -115,13 +115,13 @@ def _record(case_id: str, leg: str, outputs: dict[str, np.ndarray], ref: dict[st
     )
 
 
-_OPENCV_CACHE: dict[str, tuple[dict[str, np.ndarray] | None, str]] = {}
+_OPENCV_CACHE: dict[Path, tuple[dict[str, np.ndarray] | None, str]] = {}  # by file: one per session
 
 
 def _opencv_cached(prepared: Prepared) -> tuple[dict[str, np.ndarray] | None, str]:
-    if prepared.case.id not in _OPENCV_CACHE:
-        _OPENCV_CACHE[prepared.case.id] = _opencv(prepared)
-    return _OPENCV_CACHE[prepared.case.id]
+    if prepared.caffemodel not in _OPENCV_CACHE:
+        _OPENCV_CACHE[prepared.caffemodel] = _opencv(prepared)
+    return _OPENCV_CACHE[prepared.caffemodel]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
