@@ -22,6 +22,14 @@ def pytest_configure(config) -> None:
         )
 
 
+def shared_work_scope(fixture_name: str, config) -> str:
+    """Scope of a fixture that runs project code many tests then judge: once per module, except
+    under mutation testing (mutmut sets MUTANT_UNDER_TEST), where each test must run that code
+    itself, or mutmut charges it all to the first test and tries its mutants against that one only.
+    """
+    return "function" if os.environ.get("MUTANT_UNDER_TEST") else "module"
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """``<repo root>/../shared``; tests that use it skip when it is absent."""

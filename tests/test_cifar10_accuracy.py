@@ -23,6 +23,8 @@ from artifacts.preprocess import get_preset
 from converters.api import ConvertOptions, convert_caffe
 from converters.caffe2.executor import run_net
 
+from conftest import shared_work_scope
+
 # Krizhevsky's class order (batches.meta of the CIFAR-10 python/binary release).
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 MODEL = Path("caffe") / "trained" / "cifar10_quick_hdf5"
@@ -48,7 +50,7 @@ PICTURES = {
 MIN_CORRECT = 12  # of 25: measured 15 (CIFAR-10 quick scores ~75% on CIFAR's own test set)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_work_scope)
 def converted(shared, tmp_path_factory):
     folder = shared / MODEL
     conversion = convert_caffe(folder / "cifar10_quick.prototxt", folder / "cifar10_quick_iter_5000.caffemodel.h5",

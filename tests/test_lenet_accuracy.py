@@ -16,6 +16,8 @@ import pytest
 from converters.api import ConvertOptions, convert_caffe
 from converters.caffe2.executor import run_net
 
+from conftest import shared_work_scope
+
 BATCH = 1000
 SCALE = 0.00390625  # 1/256, as the shared README (and Caffe's lenet_train_test.prototxt) say
 MIN_ACCURACY = 0.990  # published: about 99.1%
@@ -42,7 +44,7 @@ def mnist(shared):
     return images, labels
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_work_scope)
 def lenet(shared):
     folder = shared / "caffe" / "trained" / "lenet_mnist_v2"
     return convert_caffe(

@@ -16,6 +16,8 @@ from converters.api import ConvertOptions, convert_caffe
 from converters.caffe2.executor import run_net
 from converters.cli import main
 
+from conftest import shared_work_scope
+
 # name -> (folder under caffe/trained, prototxt, weights, value_info expected, zoo output names).
 # Shapes are those the deploy files declare (batch set to 1); names are Caffe blob + "_<writes>".
 MODELS = {
@@ -187,7 +189,7 @@ def test_lenet_caffe_named_tensors_hold_caffes_final_blob_values(shared, onnx_ru
         np.testing.assert_allclose(got[blob].reshape(value.shape), value, rtol=1e-4, atol=1e-4, err_msg=blob)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_work_scope)
 def alexnet_by_style():
     from converters.api import convert_builtin
 

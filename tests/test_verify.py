@@ -32,6 +32,8 @@ from converters import api
 from converters.errors import InputFileError
 from converters.fileio import sha256_file
 
+from conftest import shared_work_scope
+
 MODEL = "lenet-9.onnx"
 ARCHIVE = "lenet-12.tar.gz"
 
@@ -72,7 +74,7 @@ def read_statements(release: Path) -> list[dict]:
     return [json.loads(line) for line in (release / PROVENANCE_NAME).read_text().splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_work_scope)
 def built(shared, tmp_path_factory) -> Path:
     folder = shared / "caffe" / "trained" / "lenet_mnist_v2"
     source = caffe_source(folder / "lenet.prototxt", folder / "lenet_iter_10000.caffemodel",
