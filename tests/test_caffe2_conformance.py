@@ -151,6 +151,30 @@ READ = [
     ("lrn-scale-output", "LRN", ["x"], {}, 2, "", dict(size=3, alpha=0.1, beta=0.75, bias=2.0, order="NCHW")),
     ("prelu-slope-1d", "PRelu", ["x", "s"], {"s": RNG.normal(size=(4,)).astype(np.float32)}, 1, "", {}),
     ("softmax-axis2", "Softmax", ["x"], {}, 1, "", dict(axis=2)),
+    # arguments left to their defaults (Caffe2's, which the executor must know)
+    ("lrn-defaults", "LRN", ["x"], {}, 1, "", dict(size=3)),
+    ("spatialbn-default-epsilon", "SpatialBN", ["x", "s", "b", "m", "v"],
+     {"s": RNG.normal(size=(4,)).astype(np.float32), "b": RNG.normal(size=(4,)).astype(np.float32),
+      "m": RNG.normal(size=(4,)).astype(np.float32), "v": np.array([1e-6, 1e-5, 0.5, 2.0], np.float32)},
+     1, "", dict(is_test=1)),
+    ("flatten-default-axis", "Flatten", ["x"], {}, 1, "", {}),
+    ("split-default-axis", "Split", ["x"], {}, 2, "", {}),
+    ("split-default-axis-three", "Split", ["x"], {}, 3, "", {}),
+    ("argmax-default-axis", "ArgMax", ["x"], {}, 1, "", {}),
+    ("concat-default-axis", "Concat", ["x", "x"], {}, 2, "", {}),
+    ("concat-nhwc", "Concat", ["x", "x"], {}, 2, "", dict(order="NHWC")),
+    ("concat-bad-order", "Concat", ["x", "x"], {}, 2, "", dict(order="HWCN")),
+    # ConvTranspose forms: adjustments, a non-square kernel, no bias, a weight that does not fit
+    ("convtranspose-adj", "ConvTranspose", ["x", "wt"], {"wt": RNG.normal(size=(4, 2, 3, 3)).astype(np.float32)},
+     1, "", dict(kernel=3, stride=2, adj=1)),
+    ("convtranspose-adj-h", "ConvTranspose", ["x", "wt"], {"wt": RNG.normal(size=(4, 2, 3, 3)).astype(np.float32)},
+     1, "", dict(kernel=3, stride=2, adj_h=1, adj_w=0)),
+    ("convtranspose-kernel-hw", "ConvTranspose", ["x", "wt", "bt"],
+     {"wt": RNG.normal(size=(4, 2, 3, 2)).astype(np.float32), "bt": RNG.normal(size=(2,)).astype(np.float32)},
+     1, "", dict(kernel_h=3, kernel_w=2, stride=1, pad_t=1, pad_b=0, pad_l=0, pad_r=1)),
+    ("convtranspose-wrong-weight", "ConvTranspose", ["x", "wt"],
+     {"wt": RNG.normal(size=(3, 2, 3, 3)).astype(np.float32)}, 1, "", dict(kernel=3)),
+    ("pow-exponent-mismatch", "Pow", ["x", "e"], {"e": np.array([2.0, 3.0, 1.0], np.float32)}, 1, "", {}),
 ]
 
 

@@ -102,18 +102,24 @@ def _deconv_geometry(args: Mapping[str, Any], x: Sequence[int], w: Sequence[int]
     return window, out  # type: ignore[return-value]
 
 
-def _deconv_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
-    x, w = shapes[0], shapes[1]
+def _deconv_group(x: Sequence[int], w: Sequence[int], args: Mapping[str, Any]) -> int:
+    """The group count, once the weight (C, M / group, KH, KW) is known to fit the input."""
     group = int(args.get("group", 1))
     if len(w) != 4 or w[0] != x[1] or group < 1 or x[1] % group:
         raise NetDefError(f"ConvTranspose weight shape {list(w)} does not fit input {list(x)}")
+    return group
+
+
+def _deconv_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    x, w = shapes[0], shapes[1]
+    group = _deconv_group(x, w, args)
     _, out = _deconv_geometry(args, x, w)
     return [(x[0], w[1] * group, out[0], out[1])]
 
 
 def _deconv(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
     x, w = inputs[0], inputs[1]
-    group = int(args.get("group", 1))
+    group = _deconv_group(x.shape, w.shape, args)
     window, out = _deconv_geometry(args, x.shape, w.shape)
     (kh, kw), (sh, sw), (dh, dw) = window.kernel, window.stride, window.dilation
     batch, channels, height, width = x.shape

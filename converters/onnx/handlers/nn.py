@@ -197,16 +197,23 @@ def _pad(e: OpEmitter, source: str, out: str, pads: list[int]) -> None:
 
 
 class LRN(Handler):
+    """LRN with Caffe2's defaults (alpha 0, beta 0, bias 1). With alpha 0 the window sum drops out,
+    y = x * bias^-beta, and that is what is emitted: onnxruntime refuses an LRN with alpha 0."""
+
     caffe2_type = "LRN"
-    emits = ("LRN",)
+    emits = ("LRN", "Mul")
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
         e.unused_outputs_only(1)
-        e.node("LRN", e.inputs, e.outputs[:1], size=int(e.args["size"]), alpha=float(e.args.get("alpha", 0)),
-               beta=float(e.args.get("beta", 0)), bias=float(e.args.get("bias", 1.0)))
+        alpha, beta, bias = float(e.args.get("alpha", 0)), float(e.args.get("beta", 0)), float(e.args.get("bias", 1.0))
+        if alpha == 0:
+            factor = e.const("lrn_factor", np.asarray(np.float32(bias) ** np.float32(-beta), np.float32).reshape(1))
+            e.node("Mul", [e.inputs[0], factor], e.outputs[:1], **({"broadcast": 1} if e.opset < 7 else {}))
+            return
+        e.node("LRN", e.inputs, e.outputs[:1], size=int(e.args["size"]), alpha=alpha, beta=beta, bias=bias)
 
-    version_13 = version_1
+    version_6 = version_7 = version_13 = version_14 = version_1  # (Mul changed at 6, 7, 13, 14)
 
 
 class FC(Handler):

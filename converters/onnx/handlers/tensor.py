@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converters.caffe2.executor.tensor import slice_bounds
+from converters.caffe2.executor.tensor import concat_axis, slice_bounds
 from converters.errors import ExportError
 from converters.onnx.context import OpEmitter
 from converters.onnx.handlers.base import Handler
@@ -112,7 +112,7 @@ class Concat(Handler):
         e.unused_outputs_only(1)
         if int(e.args.get("add_axis", 0)):
             raise ExportError(f"{e.label}: Concat with add_axis cannot be exported")
-        axis = int(e.args.get("axis", 1)) % len(e.in_shape(0))
+        axis = concat_axis(e.args, len(e.in_shape(0)))  # Caffe2's rule: axis, or from order
         e.node("Concat", e.inputs, e.outputs[:1], axis=axis)
 
     version_4 = version_1
