@@ -9,9 +9,19 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from converters.caffe2.executor.geometry import (
-    LegacyPadding, Window, is_global, legacy_padding, resolve_window, window_geometry,
+    LegacyPadding,
+    Window,
+    is_global,
+    legacy_padding,
+    resolve_window,
+    window_geometry,
 )
-from converters.caffe2.executor.operator import Operator, Shape, same_shape
+from converters.caffe2.executor.operator import (
+    Operator,
+    Shape,
+    require_test_mode,
+    same_shape,
+)
 from converters.errors import NetDefError
 
 
@@ -219,12 +229,12 @@ def _spatial_bn_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int)
     for index, shape in enumerate(shapes[1:5], start=1):
         if tuple(shape) != (channels,):
             raise NetDefError(f"SpatialBN input {index} has shape {list(shape)}, expected [{channels}]")
-    if not int(args.get("is_test", 0)):
-        raise NetDefError("SpatialBN runs only in test mode here (is_test=1)")
+    require_test_mode("SpatialBN", args)
     return [tuple(shapes[0])]
 
 
 def _spatial_bn(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    require_test_mode("SpatialBN", args)
     x, scale, bias, mean, var = inputs
     eps = float(args.get("epsilon", 1e-5))
     shape = (1, -1) + (1,) * (x.ndim - 2)

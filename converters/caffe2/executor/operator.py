@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from converters.errors import NetDefError
+
 Shape = tuple[int, ...]
 Kernel = Callable[[Sequence[np.ndarray], Mapping[str, Any], int], list[np.ndarray]]
 ShapeRule = Callable[[Sequence[Shape], Mapping[str, Any], int], list[Shape]]
@@ -35,3 +37,10 @@ def same_shape(shapes: Sequence[Shape], args: Mapping[str, Any], n_outputs: int)
 
 
 MANY = 1 << 16  # "any number" in an input or output bound
+
+
+def require_test_mode(op_type: str, args: Mapping[str, Any]) -> None:
+    """Refuse an operator in training mode (``is_test`` unset or 0): it would compute batch
+    statistics or a random mask there, which the executor does not reproduce."""
+    if not int(args.get("is_test", 0)):
+        raise NetDefError(f"{op_type} runs only in test mode here (is_test=1)")

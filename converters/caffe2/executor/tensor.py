@@ -7,7 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from converters.caffe2.executor.operator import MANY, Operator, Shape, same_shape
+from converters.caffe2.executor.operator import (
+    MANY,
+    Operator,
+    Shape,
+    require_test_mode,
+    same_shape,
+)
 from converters.errors import NetDefError
 
 _INT64 = 10  # caffe2.TensorProto.INT64
@@ -307,12 +313,12 @@ def _cast(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list
 
 def _dropout(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
     """Test-mode Dropout copies its input; like real Caffe2 it leaves the mask output unwritten."""
+    require_test_mode("Dropout", args)
     return [inputs[0]]
 
 
 def _dropout_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
-    if not int(args.get("is_test", 0)):
-        raise NetDefError("Dropout runs only in test mode here (is_test=1)")
+    require_test_mode("Dropout", args)
     return [tuple(shapes[0])]
 
 
