@@ -236,6 +236,8 @@ def _value_reason(out: OutputReport, rtol: float, atol: float, mismatched: int |
                   total: int | None = None) -> str:
     count = f"{mismatched} of {total} elements differ; " if mismatched is not None else ""
     where = ""
+    if out.worst_index is not None and out.worst_got is None:  # strings: equal or not, no figures
+        return f"values differ: {count}strings must be equal, first difference at {list(out.worst_index)}"
     if out.worst_index is not None:
         where = f" at {list(out.worst_index)} (got {out.worst_got:.9g}, expected {out.worst_expected:.9g})"
     return (f"values differ beyond rtol={rtol:g}, atol={atol:g}: {count}max abs error {out.max_abs:.3g}{where}, "
@@ -361,6 +363,13 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def _needed_atol(err: np.ndarray, rtol: float, mag: np.ndarray) -> float:
+    """The smallest atol that passes at ``rtol`` (inf where an error is infinite)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        slack = np.maximum(err - rtol * mag, 0.0)
+    return float(np.where(np.isinf(err), np.inf, slack).max())
+
+
 def _describe_dtype(a: np.ndarray) -> str:
     return str(a.dtype)
 
@@ -392,7 +401,9 @@ def compare_output(name: str, expected: np.ndarray, got: np.ndarray, tolerance: 
         err = np.where(finite, diff, np.inf)  # NaN and infinities never match (see the module docstring)
         mag = np.where(np.isfinite(exp_f), np.abs(exp_f), 0.0)
 
-    bad = err > atol + rtol * mag
+    with np.errstate(over="ignore"):
+        bound = atol + rtol * mag  # may overflow to inf for huge values: an infinite error still fails
+    bad = np.isinf(err) | (err > bound)
     worst = np.unravel_index(int(np.argmax(err)), err.shape)
     max_abs = float(err[worst])
     # Relative error: |exp| of an infinity is infinite (an exact match gives 0, a mismatch inf).
@@ -408,7 +419,7 @@ def compare_output(name: str, expected: np.ndarray, got: np.ndarray, tolerance: 
         worst_expected=None if exp_f is None else float(exp_f[worst]),
         worst_got=None if got_f is None else float(got_f[worst]),
         needed_rtol=float(_ratio(np.maximum(err - atol, 0.0), mag_rel).max()),
-        needed_atol=float(np.where(np.isinf(err), np.inf, np.maximum(err - rtol * mag, 0.0)).max()),
+        needed_atol=_needed_atol(err, rtol, mag),
     )
     if report.passed:
         return report
@@ -663,8 +674,11 @@ def _check_manifest(folder: Path, label: str, collector: _Collector) -> None:
     if not isinstance(entries, list):
         collector.model_failures.append(f"{label}/manifest.json: expected a list of model entries")
         return
-    for entry in entries:
-        meta = entry.get("metadata", {}) if isinstance(entry, dict) else {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            collector.model_failures.append(f"{label}/manifest.json: entry {index} is not an object")
+            continue
+        meta = entry.get("metadata", {})
         for path_key, sha_key in (("model_path", "model_sha"), ("model_with_data_path", "model_with_data_sha")):
             rel = entry.get(path_key) if path_key == "model_path" else meta.get(path_key)
             if not rel:

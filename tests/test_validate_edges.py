@@ -854,3 +854,28 @@ def test_unusable_manifest_is_one_failure(tmp_path: Path, text: str, failure: st
     write_model(release, name="lonely.onnx")
     (release / "manifest.json").write_text(text)
     assert validate_path(release).model_failures == (f"{release}/manifest.json: {failure}",)
+
+
+# -- found by the tests above, fixed: each once let a wrong output through or crashed ------------
+
+
+def test_nan_never_matches_even_where_the_tolerance_bound_overflows():
+    """rtol * |1e308| overflows to inf; an infinite error must still fail (it passed before)."""
+    report = compare_output("y", np.array([1e308]), np.array([np.nan]), Tolerance(2.0, 0.0))
+    assert not report.passed
+    assert report.reason == ("non-finite values: 0 expected and 1 produced elements are NaN or infinite "
+                             "(first at [0]); NaN never matches")
+
+
+def test_differing_strings_are_one_sentence_not_a_crash():
+    report = compare_output("y", np.array(["a", "b"]), np.array(["a", "c"]), Tolerance(1e-3, 1e-7))
+    assert not report.passed
+    assert report.reason == "values differ: 1 of 2 elements differ; strings must be equal, first difference at [1]"
+
+
+def test_a_manifest_entry_that_is_not_an_object_is_a_failure_not_a_crash(tmp_path):
+    (tmp_path / "manifest.json").write_text('["x", {"model_path": "missing.onnx"}]')
+    collector = validate._Collector(Tolerance(1e-3, 1e-7), None)
+    validate._check_manifest(tmp_path, "rel", collector)
+    assert collector.model_failures == ["rel/manifest.json: entry 0 is not an object",
+                                        "rel/manifest.json: lists missing.onnx, which does not exist"]
