@@ -177,6 +177,7 @@ def _check_sums(release: Path, digests: _Digests, report: VerifyReport) -> None:
         report.checked["sha256sums"] = 0
         return
     listed: dict[str, str] = {}
+    first_line: dict[str, int] = {}
     for number, line in enumerate(sums.read_text(errors="replace").splitlines(), 1):
         if not line.strip():
             continue
@@ -184,6 +185,11 @@ def _check_sums(release: Path, digests: _Digests, report: VerifyReport) -> None:
         if match is None:
             report.problems.append(f"{SUMS_NAME} line {number} is not '<sha256>  <file>'")
             continue
+        if match["name"] in first_line:  # each line must hold: a second one must not hide the first
+            report.problems.append(f"{SUMS_NAME} line {number} lists {match['name']} again "
+                                   f"(first on line {first_line[match['name']]})")
+            continue
+        first_line[match["name"]] = number
         listed[match["name"]] = match["digest"]
     present = set(_release_files(release))
     changed = [n for n in listed if n in present and digests(n) != listed[n]]

@@ -268,9 +268,10 @@ def _parse(props: Mapping[str, str], where: str) -> Lineage:
             raise LineageError(f"{where}: {key} is not a JSON {'list' if kind is list else 'object'}")
         return value
 
+    source_items, parent_items = load(KEY_SOURCES, list), load(KEY_PARENTS, list)  # (their errors name `where`)
     try:
-        sources = tuple(SourceFile(item["name"], item["role"], item["sha256"]) for item in load(KEY_SOURCES, list))
-        parents = tuple(ParentRef(item["name"], item["sha256"]) for item in load(KEY_PARENTS, list))
+        sources = tuple(SourceFile(item["name"], item["role"], item["sha256"]) for item in source_items)
+        parents = tuple(ParentRef(item["name"], item["sha256"]) for item in parent_items)
     except (KeyError, TypeError) as exc:
         raise LineageError(f"{where}: a source or parent entry lacks {exc}") from None
     except LineageError as exc:

@@ -75,7 +75,7 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "validate",
         ("artifacts/validate.py",),
-        ("tests/test_validate.py",),
+        ("tests/test_validate.py", "tests/test_validate_edges.py"),
         "the parity verdict: tolerances, NaN/Inf, test-set reading",
     ),
     Group(
@@ -87,7 +87,8 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "manifest-provenance",
         ("artifacts/manifest.py", "artifacts/provenance.py", "artifacts/verify.py", "converters/lineage.py"),
-        ("tests/test_verify.py", "tests/test_provenance.py"),
+        ("tests/test_verify.py", "tests/test_provenance.py", "tests/test_verify_edges.py",
+         "tests/test_provenance_edges.py"),
         "hub manifest, SHA256SUMS, lineage and in-toto provenance, zoo-verify",
     ),
     Group(
@@ -100,7 +101,7 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "caffe2-executor",
         ("converters/caffe2/executor/*.py",),
-        ("tests/test_caffe2_conformance.py", "tests/test_layers.py"),
+        ("tests/test_caffe2_conformance.py", "tests/test_layers.py", "tests/test_executor_refusals.py"),
         "the NumPy executor of NetDefs, against real Caffe2 op by op and OpenCV layer by layer",
     ),
     Group(
