@@ -30,6 +30,21 @@ def shared_work_scope(fixture_name: str, config) -> str:
     return "function" if os.environ.get("MUTANT_UNDER_TEST") else "module"
 
 
+def build_lenet_release(shared: Path, out: Path) -> Path:
+    """The trained LeNet released at opsets 9 and 12 (zoo names, one test set of inputs in [0, 1))."""
+    from artifacts.release import ReleaseOptions, build_release
+    from artifacts.source import caffe_source
+    from artifacts.testdata import InputRecipe
+    from converters.api import ConvertOptions
+
+    folder = shared / "caffe" / "trained" / "lenet_mnist_v2"
+    source = caffe_source(folder / "lenet.prototxt", folder / "lenet_iter_10000.caffemodel",
+                          ConvertOptions(names="zoo"))
+    build_release(source, ReleaseOptions(name="lenet", opsets=(9, 12), quantize=(), test_sets=1,
+                                         recipe=InputRecipe(0, 0.0, 1.0)), out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """``<repo root>/../shared``; tests that use it skip when it is absent."""

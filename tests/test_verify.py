@@ -23,16 +23,12 @@ from click.testing import CliRunner
 
 from artifacts import provenance, verify_cli
 from artifacts.manifest import Artifact, manifest_entry, write_manifest, write_sha256sums
-from artifacts.release import ReleaseOptions, build_release
 from artifacts.signing import SIGNATURE_NAME, SigningError, make_test_keypair, sign_release, verify_signature
-from artifacts.source import caffe_source
-from artifacts.testdata import InputRecipe
 from artifacts.verify import PROVENANCE_NAME, verify_artifact, verify_release
-from converters import api
 from converters.errors import InputFileError
 from converters.fileio import sha256_file
 
-from conftest import shared_work_scope
+from conftest import build_lenet_release, shared_work_scope
 
 MODEL = "lenet-9.onnx"
 ARCHIVE = "lenet-12.tar.gz"
@@ -76,12 +72,7 @@ def read_statements(release: Path) -> list[dict]:
 
 @pytest.fixture(scope=shared_work_scope)
 def built(shared, tmp_path_factory) -> Path:
-    folder = shared / "caffe" / "trained" / "lenet_mnist_v2"
-    source = caffe_source(folder / "lenet.prototxt", folder / "lenet_iter_10000.caffemodel",
-                          api.ConvertOptions(names="zoo"))
-    out = tmp_path_factory.mktemp("built") / "lenet"
-    build_release(source, ReleaseOptions(name="lenet", opsets=(9, 12), quantize=(), test_sets=1,
-                                         recipe=InputRecipe(0, 0.0, 1.0)), out)
+    out = build_lenet_release(shared, tmp_path_factory.mktemp("built") / "lenet")
     if not (out / PROVENANCE_NAME).exists():
         netdef = ["caffe2/init_net.pb", "caffe2/predict_net.pb"]
         subjects = sorted(p.name for p in out.iterdir() if p.name.endswith((".onnx", ".tar.gz")))

@@ -31,13 +31,11 @@ from artifacts.manifest import (
     write_manifest,
     write_sha256sums,
 )
-from artifacts.release import ReleaseOptions, build_release
 from artifacts.signing import make_test_keypair, sign_release
-from artifacts.source import caffe_source
-from artifacts.testdata import InputRecipe
 from artifacts.verify import verify_artifact, verify_release
-from converters import api
 from converters.errors import InputFileError
+
+from conftest import build_lenet_release, shared_work_scope
 
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
@@ -122,15 +120,9 @@ def dependencies(statement: dict) -> list[dict]:
 # ------------------------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_work_scope)
 def built(shared, tmp_path_factory) -> Path:
-    folder = shared / "caffe" / "trained" / "lenet_mnist_v2"
-    source = caffe_source(folder / "lenet.prototxt", folder / "lenet_iter_10000.caffemodel",
-                          api.ConvertOptions(names="zoo"))
-    out = tmp_path_factory.mktemp("edges") / "lenet"
-    build_release(source, ReleaseOptions(name="lenet", opsets=(9, 12), quantize=(), test_sets=1,
-                                         recipe=InputRecipe(0, 0.0, 1.0)), out)
-    return out
+    return build_lenet_release(shared, tmp_path_factory.mktemp("edges") / "lenet")
 
 
 @pytest.fixture
