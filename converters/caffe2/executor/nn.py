@@ -9,19 +9,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from converters.caffe2.executor.geometry import (
-    LegacyPadding,
-    Window,
-    is_global,
-    legacy_padding,
-    resolve_window,
-    window_geometry,
+    LegacyPadding, Window, is_global, legacy_padding, resolve_window, window_geometry,
 )
-from converters.caffe2.executor.operator import (
-    Operator,
-    Shape,
-    require_test_mode,
-    same_shape,
-)
+from converters.caffe2.executor.operator import Operator, Shape, require_test_mode, same_shape
 from converters.errors import NetDefError
 
 

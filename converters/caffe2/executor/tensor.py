@@ -7,13 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from converters.caffe2.executor.operator import (
-    MANY,
-    Operator,
-    Shape,
-    require_test_mode,
-    same_shape,
-)
+from converters.caffe2.executor.operator import MANY, Operator, Shape, require_test_mode, same_shape
 from converters.errors import NetDefError
 
 _INT64 = 10  # caffe2.TensorProto.INT64
