@@ -309,3 +309,11 @@ def test_a_member_that_cannot_be_written_is_named(tmp_path, monkeypatch):
         safe_extract(archive, tmp_path / "dest")
     assert str(caught.value) == f"{archive}: member 'top/a' cannot be extracted (Permission denied)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz"]
+
+
+def test_a_member_inside_a_top_level_file_is_refused_before_anything_is_written(tmp_path):
+    archive = _archive(tmp_path / "a.tar", [("a", b"file"), ("a/b", b"nested")], mode="w")
+    with pytest.raises(UnsafeArchiveError) as caught:
+        safe_extract(archive, tmp_path / "dest")
+    assert str(caught.value) == f"{archive} holds member 'a/b' inside 'a', which is a file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar"]

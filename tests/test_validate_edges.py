@@ -879,3 +879,13 @@ def test_a_manifest_entry_that_is_not_an_object_is_a_failure_not_a_crash(tmp_pat
     validate._check_manifest(tmp_path, "rel", collector)
     assert collector.model_failures == ["rel/manifest.json: entry 0 is not an object",
                                         "rel/manifest.json: lists missing.onnx, which does not exist"]
+
+
+def test_huge_values_compare_without_numpy_warnings():
+    """Overflowing bounds are expected there and handled; the user sees no RuntimeWarning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = compare_output("y", np.array([1e308, 1.0]), np.array([-1e308, np.nan]), Tolerance(2.0, 0.0))
+    assert not report.passed and report.needed_atol == float("inf")
