@@ -434,7 +434,8 @@ def test_weights_for_layers_the_net_lacks_are_named_in_a_warning_at_the_caller()
         build_net(net_of(INPUT), {"zeta": [np.ones(1)], "alpha": [np.ones(1)]}, weights_source="w.caffemodel")
     (warning,) = caught
     assert str(warning.message) == "w.caffemodel holds weights for layers the net does not have, ignored: alpha, zeta"
-    assert warning.filename == __file__  # stacklevel points past the loader to whoever called it
+    # stacklevel points past the loader to whoever called it (here this file; under mutmut, its trampoline)
+    assert not warning.filename.endswith(("loader.py", "warnings.py")), warning.filename
 
 
 def test_attached_blobs_are_c_ordered_float32_and_0d_stays_0d():
