@@ -223,12 +223,19 @@ def sample(names: Sequence[str], fraction: float, seed: int) -> list[str]:
 def run_group(group: Group, folder: Path, max_children: int, shared: Path, log: Path,
               names: Sequence[str] = ()) -> float:
     """Run mutmut in ``folder`` (only ``names`` if given); returns the wall seconds it took."""
-    env = {**os.environ, "ZOOFORGE_SHARED": str(shared), "PYTHONDONTWRITEBYTECODE": "1"}
+    # Every forked mutant run makes its own pytest basetemp and none is ever pruned (thousands of
+    # GB-sized releases filled /tmp once): they go to a scratch folder removed after the run.
+    scratch = folder / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "ZOOFORGE_SHARED": str(shared), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(scratch)}
     env.pop("CI", None)  # the copy has ../shared through ZOOFORGE_SHARED; never skip-to-pass here
     started = time.monotonic()
-    with open(log, "w", encoding="utf-8") as handle:
-        done = subprocess.run(["mutmut", "run", "--max-children", str(max_children), *names], cwd=folder, env=env,
-                              stdout=handle, stderr=subprocess.STDOUT, check=False)
+    try:
+        with open(log, "w", encoding="utf-8") as handle:
+            done = subprocess.run(["mutmut", "run", "--max-children", str(max_children), *names], cwd=folder,
+                                  env=env, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     text = log.read_text("utf-8", "replace")
     # mutmut may exit 1 after a complete run of named mutants; only a run that never finished failed
     if done.returncode != 0 and "mutations/second" not in text:

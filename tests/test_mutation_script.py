@@ -56,3 +56,17 @@ def test_verdicts_are_counted_per_module(mutation, tmp_path):
 def test_every_listed_equivalent_has_a_reason(mutation):
     listed = mutation.load_equivalents()
     assert listed and all(len(why) > 20 for why in listed.values())
+
+
+def test_mutmut_temporary_files_stay_in_the_scratch_copy(mutation, tmp_path, monkeypatch):
+    """Forked mutant runs never prune their pytest basetemps: they must not pile up in the system's /tmp."""
+    bin_dir, folder = tmp_path / "bin", tmp_path / "group"
+    bin_dir.mkdir(), folder.mkdir()
+    fake = bin_dir / "mutmut"  # stands in for mutmut: leaves a basetemp where TMPDIR says, records where
+    fake.write_text('#!/bin/sh\nmkdir -p "$TMPDIR/pytest-of-x/pytest-1"\necho "$TMPDIR" > "$PWD/seen"\n'
+                    'echo "1.0 mutations/second"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path('/usr/bin')}:{Path('/bin')}")
+    mutation.run_group(mutation.Group("g", (), (), ""), folder, 1, tmp_path, tmp_path / "log")
+    seen = Path((folder / "seen").read_text().strip())
+    assert seen.parent == folder and not seen.exists()
