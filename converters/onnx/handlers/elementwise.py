@@ -8,6 +8,9 @@ operand is reshaped to line up with the trailing dims.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import numpy as np
 
 from converters.errors import ExportError
@@ -15,17 +18,33 @@ from converters.onnx.context import OpEmitter
 from converters.onnx.handlers.base import Handler
 
 
-def _unary(caffe2_type: str, onnx_type: str, since: tuple[int, ...], **attr_args: str) -> type[Handler]:
+class _Unary(Handler):
     """A one-to-one activation; ``attr_args`` maps ONNX attribute -> Caffe2 argument (floats)."""
 
-    def emit(cls: type[Handler], e: OpEmitter) -> None:
-        attrs = {key: float(e.args[arg]) for key, arg in attr_args.items() if arg in e.args}
-        e.node(onnx_type, e.inputs[:1], e.outputs[:1], **attrs)
+    onnx_type: ClassVar[str] = ""
+    attr_args: ClassVar[Mapping[str, str]] = {}
 
-    namespace: dict[str, object] = {"caffe2_type": caffe2_type, "emits": (onnx_type,)}
-    for version in since:
-        namespace[f"version_{version}"] = classmethod(emit)
-    return type(caffe2_type, (Handler,), namespace)
+    @classmethod
+    def emit(cls, e: OpEmitter) -> None:
+        attrs = {key: float(e.args[arg]) for key, arg in cls.attr_args.items() if arg in e.args}
+        e.node(cls.onnx_type, e.inputs[:1], e.outputs[:1], **attrs)
+
+
+def _derive(family: type[Handler], caffe2_type: str, onnx_type: str, methods: Mapping[int, str],
+            **settings: object) -> type[Handler]:
+    """The handler of one operator of ``family``; ``methods`` maps opset -> the family's method for it.
+
+    The methods are the family's own (not closures made here), so one definition serves every member.
+    """
+    namespace: dict[str, object] = {"caffe2_type": caffe2_type, "onnx_type": onnx_type, **settings}
+    namespace.setdefault("emits", (onnx_type,))
+    for version, method in methods.items():
+        namespace[f"version_{version}"] = vars(family)[method]
+    return type(caffe2_type, (family,), namespace)
+
+
+def _unary(caffe2_type: str, onnx_type: str, since: tuple[int, ...], **attr_args: str) -> type[Handler]:
+    return _derive(_Unary, caffe2_type, onnx_type, dict.fromkeys(since, "emit"), attr_args=attr_args)
 
 
 Relu = _unary("Relu", "Relu", (1, 6, 13, 14))
@@ -79,18 +98,24 @@ def _legacy_operand(e: OpEmitter) -> tuple[str, dict[str, object]]:
     return e.shaped_input(1, tuple(a[first:last])), {"broadcast": 1, "axis": first}
 
 
-def _binary(caffe2_type: str, onnx_type: str, since: tuple[int, ...]) -> type[Handler]:
-    def legacy(cls: type[Handler], e: OpEmitter) -> None:
+class _Binary(Handler):
+    """Arithmetic on two inputs: legacy ``broadcast``/``axis`` before opset 7, NumPy broadcasting from 7."""
+
+    onnx_type: ClassVar[str] = ""
+
+    @classmethod
+    def legacy(cls, e: OpEmitter) -> None:
         operand, attrs = _legacy_operand(e)
-        e.node(onnx_type, [e.inputs[0], operand], e.outputs[:1], **attrs)
+        e.node(cls.onnx_type, [e.inputs[0], operand], e.outputs[:1], **attrs)
 
-    def numpy_style(cls: type[Handler], e: OpEmitter) -> None:
-        e.node(onnx_type, [e.inputs[0], _aligned(e, 1)], e.outputs[:1])
+    @classmethod
+    def numpy_style(cls, e: OpEmitter) -> None:
+        e.node(cls.onnx_type, [e.inputs[0], _aligned(e, 1)], e.outputs[:1])
 
-    namespace: dict[str, object] = {"caffe2_type": caffe2_type, "emits": (onnx_type, "Reshape")}
-    for version in since:
-        namespace[f"version_{version}"] = classmethod(legacy if version < 7 else numpy_style)
-    return type(caffe2_type, (Handler,), namespace)
+
+def _binary(caffe2_type: str, onnx_type: str, since: tuple[int, ...]) -> type[Handler]:
+    methods = {version: "legacy" if version < 7 else "numpy_style" for version in since}
+    return _derive(_Binary, caffe2_type, onnx_type, methods, emits=(onnx_type, "Reshape"))
 
 
 # 5, 19, 21, 23-25 are Reshape's changes (the alignment reshape is versioned in OpEmitter.reshape).
@@ -101,14 +126,18 @@ Mul = _binary("Mul", "Mul", _BINARY_SINCE)
 Div = _binary("Div", "Div", _BINARY_SINCE)
 
 
-def _variadic(caffe2_type: str, onnx_type: str, since: tuple[int, ...]) -> type[Handler]:
-    def emit(cls: type[Handler], e: OpEmitter) -> None:
-        e.node(onnx_type, e.inputs, e.outputs[:1])
+class _Variadic(Handler):
+    """An operator of any number of inputs, one output."""
 
-    namespace: dict[str, object] = {"caffe2_type": caffe2_type, "emits": (onnx_type,)}
-    for version in since:
-        namespace[f"version_{version}"] = classmethod(emit)
-    return type(caffe2_type, (Handler,), namespace)
+    onnx_type: ClassVar[str] = ""
+
+    @classmethod
+    def emit(cls, e: OpEmitter) -> None:
+        e.node(cls.onnx_type, e.inputs, e.outputs[:1])
+
+
+def _variadic(caffe2_type: str, onnx_type: str, since: tuple[int, ...]) -> type[Handler]:
+    return _derive(_Variadic, caffe2_type, onnx_type, dict.fromkeys(since, "emit"))
 
 
 Sum = _variadic("Sum", "Sum", (1, 6, 8, 13))
