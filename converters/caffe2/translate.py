@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -342,11 +343,14 @@ def _prelu(t: Translation, layer: CaffeLayer) -> None:
     t.add("PRelu", [x, t.weight("slope", slope)], layer.tops[:1])
 
 
-def _elementwise(op_type: str) -> Callable[[Translation, CaffeLayer], None]:
-    def translate_layer(t: Translation, layer: CaffeLayer) -> None:
-        t.add(op_type, layer.bottoms[:1], layer.tops[:1])
+def _one_to_one(op_type: str, t: Translation, layer: CaffeLayer) -> None:
+    t.add(op_type, layer.bottoms[:1], layer.tops[:1])
 
-    return translate_layer
+
+def _elementwise(op_type: str) -> Callable[[Translation, CaffeLayer], None]:
+    """The translation of a layer that is one Caffe2 operator of one input (a module-level function,
+    bound with ``partial`` rather than a closure, so that mutation testing reaches it)."""
+    return partial(_one_to_one, op_type)
 
 
 def _elu(t: Translation, layer: CaffeLayer) -> None:

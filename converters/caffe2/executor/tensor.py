@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -14,11 +15,45 @@ _INT64 = 10  # caffe2.TensorProto.INT64
 _CAST_TYPES = {1: np.float32, 2: np.int32, 10: np.int64, 12: np.float64}
 
 
-def _unary(fn: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]) -> Operator:
-    def kernel(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
-        return [np.asarray(fn(inputs[0], args), dtype=np.float32)]
+# Kernels shared by a family take the element function first and are bound with ``partial``
+# (module-level functions, not closures made at import, so that mutation testing reaches them).
 
-    return Operator(kernel, same_shape)
+def _unary_kernel(fn: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray], inputs: Sequence[np.ndarray],
+                  args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    return [np.asarray(fn(inputs[0], args), dtype=np.float32)]
+
+
+def _unary(fn: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]) -> Operator:
+    return Operator(partial(_unary_kernel, fn), same_shape)
+
+
+def _relu(x: np.ndarray, args: Mapping[str, Any]) -> np.ndarray:
+    return np.maximum(x, 0)
+
+
+def _leaky_relu(x: np.ndarray, args: Mapping[str, Any]) -> np.ndarray:
+    return np.where(x > 0, x, x * float(args.get("alpha", 0.01)))
+
+
+def _scale(x: np.ndarray, args: Mapping[str, Any]) -> np.ndarray:
+    return x * np.float32(args.get("scale", 1.0))
+
+
+def _sqr(x: np.ndarray, args: Mapping[str, Any]) -> np.ndarray:
+    return x * x
+
+
+def _elementwise(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]:
+    """An element function without arguments (a NumPy ufunc) as a unary kernel's function."""
+    return partial(_ignore_args, fn)
+
+
+def _ignore_args(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, args: Mapping[str, Any]) -> np.ndarray:
+    return fn(x)
+
+
+def _copy(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    return [inputs[0].copy()]
 
 
 def _softplus(x: np.ndarray, args: Mapping[str, Any]) -> np.ndarray:
@@ -62,16 +97,19 @@ def binary_shapes(a: Shape, b: Shape, args: Mapping[str, Any]) -> tuple[Shape, S
         raise NetDefError(f"shapes {list(a)} and {list(b)} do not broadcast (NumPy's rule, broadcast=0)") from None
 
 
+def _binary_kernel(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], inputs: Sequence[np.ndarray],
+                   args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    a, b = inputs
+    _, view = binary_shapes(a.shape, b.shape, args)
+    return [np.asarray(fn(a, b.reshape(view)), dtype=np.float32)]
+
+
+def _binary_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    return [binary_shapes(shapes[0], shapes[1], args)[0]]
+
+
 def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Operator:
-    def kernel(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
-        a, b = inputs
-        _, view = binary_shapes(a.shape, b.shape, args)
-        return [np.asarray(fn(a, b.reshape(view)), dtype=np.float32)]
-
-    def shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
-        return [binary_shapes(shapes[0], shapes[1], args)[0]]
-
-    return Operator(kernel, shapes, (2, 2))
+    return Operator(partial(_binary_kernel, fn), _binary_shapes, (2, 2))
 
 
 def _pow(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
@@ -102,19 +140,22 @@ def _pow_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> lis
     return [tuple(shapes[0])]
 
 
+def _variadic_kernel(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], inputs: Sequence[np.ndarray],
+                     args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    result = inputs[0]
+    for other in inputs[1:]:
+        result = fn(result, other)
+    return [np.asarray(result, dtype=np.float32)]
+
+
+def _variadic_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    if any(tuple(s) != tuple(shapes[0]) for s in shapes):
+        raise NetDefError(f"inputs must share one shape, found {[list(s) for s in shapes]}")
+    return [tuple(shapes[0])]
+
+
 def _variadic(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Operator:
-    def kernel(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
-        result = inputs[0]
-        for other in inputs[1:]:
-            result = fn(result, other)
-        return [np.asarray(result, dtype=np.float32)]
-
-    def shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
-        if any(tuple(s) != tuple(shapes[0]) for s in shapes):
-            raise NetDefError(f"inputs must share one shape, found {[list(s) for s in shapes]}")
-        return [tuple(shapes[0])]
-
-    return Operator(kernel, shapes, (1, MANY))
+    return Operator(partial(_variadic_kernel, fn), _variadic_shapes, (1, MANY))
 
 
 def _prelu(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
@@ -317,20 +358,20 @@ def _dropout_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) ->
 
 
 OPERATORS: dict[str, Operator] = {
-    "Relu": _unary(lambda x, a: np.maximum(x, 0)),
-    "LeakyRelu": _unary(lambda x, a: np.where(x > 0, x, x * float(a.get("alpha", 0.01)))),
+    "Relu": _unary(_relu),
+    "LeakyRelu": _unary(_leaky_relu),
     "PRelu": Operator(_prelu, _prelu_shapes, (2, 2)),
     "Sigmoid": _unary(_sigmoid),
-    "Tanh": _unary(lambda x, a: np.tanh(x)),
+    "Tanh": _unary(_elementwise(np.tanh)),
     "Elu": _unary(_elu),
-    "Abs": _unary(lambda x, a: np.abs(x)),
-    "Exp": _unary(lambda x, a: np.exp(x)),
-    "Log": _unary(lambda x, a: np.log(x)),
+    "Abs": _unary(_elementwise(np.abs)),
+    "Exp": _unary(_elementwise(np.exp)),
+    "Log": _unary(_elementwise(np.log)),
     "Softplus": _unary(_softplus),
-    "Sqr": _unary(lambda x, a: x * x),
+    "Sqr": _unary(_sqr),
     "Pow": Operator(_pow, _pow_shapes, (1, 2)),
-    "Scale": _unary(lambda x, a: x * np.float32(a.get("scale", 1.0))),
-    "Copy": Operator(lambda i, a, n: [i[0].copy()], same_shape),
+    "Scale": _unary(_scale),
+    "Copy": Operator(_copy, same_shape),
     "Dropout": Operator(_dropout, _dropout_shapes, outputs=(1, 2)),
     "Add": _binary(np.add),
     "Sub": _binary(np.subtract),
