@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,3 +71,22 @@ def test_mutmut_temporary_files_stay_in_the_scratch_copy(mutation, tmp_path, mon
     mutation.run_group(mutation.Group("g", (), (), ""), folder, 1, tmp_path, tmp_path / "log")
     seen = Path((folder / "seen").read_text().strip())
     assert seen.parent == folder and not seen.exists()
+
+
+def test_the_committed_tree_is_mutated_not_the_checkout(mutation, tmp_path):
+    """An uncommitted edit (a bug planted by hand, say) never reaches the scratch copy."""
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "mod.py").write_text("X = 1\n")
+    (repo / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    (repo / "pkg" / "mod.py").write_text("X = 2  # planted\n")
+    (repo / "untracked.py").write_text("")
+    folder = mutation.prepare(mutation.Group("g", ("pkg/*.py",), ("tests/t.py",), ""), tmp_path / "work", repo)
+    assert (folder / "pkg" / "mod.py").read_text() == "X = 1\n"
+    assert not (folder / "untracked.py").exists()
+    settings = (folder / "pyproject.toml").read_text()
+    assert settings.startswith("[project]") and 'only_mutate = ["pkg/*.py"]' in settings
