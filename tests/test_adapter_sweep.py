@@ -337,6 +337,9 @@ def _axis_is(op: str, axis: int) -> Check:
 case("Flatten-axis-1-down", 13, [N("Flatten", ["x"], ["y"], axis=-1)], {"x": X4}, ((11,), (10,), (3,)),
      check=lambda m, t: _axis_is("Flatten", -1 if t >= 11 else 3)(m, t))
 case("Flatten-axis-3-down", 13, [N("Flatten", ["x"], ["y"], axis=-3)], {"x": X4}, ((9,),), check=_axis_is("Flatten", 1))
+case("Concat-no-axis-up", 3, [N("Concat", ["a", "b"], ["y"])], {"a": data((2, 3), 42), "b": data((2, 2), 43)},
+     ((4,), (13,)), expect=lambda f: [np.concatenate([f["a"], f["b"]], 1)],
+     check=lambda m, t: _axis_is("Concat", 1)(m, t))  # Concat-1's default axis is 1; Concat-4 requires it
 case("Concat-axis-3-down", 13, [N("Concat", ["a", "b"], ["y"], axis=-3)], {"a": X4, "b": data((2, 2, 4, 5), 16)},
      ((11,), (10,), (3,)), check=lambda m, t: _axis_is("Concat", -3 if t >= 11 else 1)(m, t))
 case("ArgMax-axis-1-down", 13, [N("ArgMax", ["x"], ["y"], axis=-1, keepdims=0, select_last_index=0)],
@@ -885,7 +888,7 @@ def test_every_operator_version_has_an_adapter() -> None:
     assert missing <= KNOWN_MISSING, missing - KNOWN_MISSING
 
 
-KNOWN_MISSING = {("Cast", 28)}  # see test_cast_reaches_the_newest_opset
+KNOWN_MISSING: set[tuple[str, int]] = set()
 
 
 # -- bugs found by this sweep: each test states the correct behaviour ----------------------------
@@ -907,33 +910,27 @@ def _typed(nodes: list[NodeProto], opset: int, feeds: dict[str, np.ndarray],
     return build(nodes, opset, feeds, inits, typed=expected)
 
 
-BUG = pytest.mark.xfail(strict=True, raises=(AssertionError, onnx.checker.ValidationError,
-                                             onnx.shape_inference.InferenceError, ValueError))
+# -- adapter bugs this sweep found (each was a strict xfail until fixed) -------------------------
 
-
-@BUG
 def test_average_pool_auto_pad_counting_pads_goes_below_7() -> None:
-    """AveragePool-7+ with auto_pad=SAME_UPPER and count_include_pad=1 moved to 6: the adapter
-    returns early when ``pads`` is absent and silently drops count_include_pad (pads now excluded)."""
+    """AveragePool-7+ with auto_pad=SAME_UPPER and count_include_pad=1 moved to 6: refused (the
+    implicit pads cannot be counted there); the adapter once dropped count_include_pad silently."""
     feeds = {"x": data((1, 2, 5, 5), 40)}
     model = _typed([N("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], auto_pad="SAME_UPPER",
                       count_include_pad=1)], 11, feeds)
     _kept_or_refused(model, 6, feeds)
 
 
-@BUG
 @pytest.mark.parametrize("op", ["Squeeze", "Unsqueeze"])
 def test_negative_axes_of_squeeze_go_below_11(op: str) -> None:
-    """Squeeze/Unsqueeze-11 with axes=[-1] moved to 10: ``_negative_axis_down`` reads ``axis``, but
-    these operators have ``axes``; the negative axes stay and check_graph fails (InferenceError)."""
+    """Squeeze/Unsqueeze-11 with axes=[-1] moved to 10: the axes become non-negative (counted on the
+    input's rank for Squeeze, the output's for Unsqueeze); the adapter once read ``axis`` instead."""
     feeds = {"x": data((2, 3, 1) if op == "Squeeze" else (2, 3), 41)}
     _kept_or_refused(_typed([N(op, ["x"], ["y"], axes=[-1])], 11, feeds), 10, feeds)
 
 
-@BUG
 def test_concat_without_axis_goes_up_to_4() -> None:
-    """Concat-1 without ``axis`` (default 1) moved to 4: Change("Concat", 4) is _same, but Concat-4
-    requires ``axis``; the checker fails. The up adapter should add axis=1."""
+    """Concat-1 without ``axis`` (default 1) moved to 4, which requires ``axis``: axis=1 is written."""
     a, b = data((2, 3), 42), data((2, 2), 43)
     model = build([N("Concat", ["a", "b"], ["y"])], 3, {"a": a, "b": b}, typed=[np.concatenate([a, b], 1)])
     moved = convert_opset(model, 4)
@@ -948,12 +945,11 @@ EMPTY_OPTIONAL = {  # op, source opset, target, inputs, initializers
 }
 
 
-@BUG
 @pytest.mark.parametrize("name", list(EMPTY_OPTIONAL))
 def test_an_empty_optional_input_goes_back_to_an_attribute_opset(name: str) -> None:
     """An optional input given as "" (Clip without min, Dropout without ratio, Split without sizes)
-    moved below the opset that made it an input: ``_input_to_attr`` returns on the empty name
-    without ``del node.input[position:]``, so the old schema gets too many inputs (checker fails)."""
+    moved below the opset that made it an input: the empty input is dropped with the rest (it once
+    stayed, and the old schema got too many inputs)."""
     op, opset, target, inputs, inits = EMPTY_OPTIONAL[name]
     feeds = {"x": data((2, 4), 46)}
     outputs = ["y0", "y1"] if op == "Split" else ["y"]
@@ -962,29 +958,25 @@ def test_an_empty_optional_input_goes_back_to_an_attribute_opset(name: str) -> N
     _kept_or_refused(build([node], opset, feeds, inits, outputs, typed=expected), target, feeds)
 
 
-@BUG
 def test_gemm_with_an_empty_c_goes_below_11() -> None:
-    """Gemm-11+ with inputs [A, B, ""] moved to 10: ``_gemm_c_down`` sees no C and *appends* the zero
-    C after the empty name, giving Gemm-9 four inputs; the checker fails."""
+    """Gemm-11+ with inputs [A, B, ""] moved to 10: the zero C takes the empty slot (it was once
+    appended after it, giving Gemm-9 four inputs)."""
     feeds = {"a": GA}
     _kept_or_refused(_typed([N("Gemm", ["a", "b", ""], ["y"], transB=1)], 13, feeds, {"b": GB}), 10, feeds)
 
 
-@BUG
 @pytest.mark.parametrize(("x_shape", "slope_shape"), [((2, 3, 3, 5), (3, 1)), ((2, 3, 4, 3), (3,))])
 def test_prelu_slope_on_a_non_channel_axis_goes_below_7(x_shape: tuple[int, ...],
                                                         slope_shape: tuple[int, ...]) -> None:
-    """PRelu-9 whose slope broadcasts onto H (3,1) or W (3,) moved to 5: ``_prelu_down`` only
-    compares the slope's size with the channel count, so it becomes a per-channel slope."""
+    """PRelu-9 whose slope broadcasts onto H (3,1) or W (3,) moved to 5: refused, as PRelu-6's slope
+    is per channel (the adapter once compared only the slope's size with the channel count)."""
     feeds = {"x": data(x_shape, 44)}
     model = _typed([N("PRelu", ["x", "s"], ["y"])], 9, feeds, {"s": data(slope_shape, 45)})
     _kept_or_refused(model, 5, feeds)
 
 
-@BUG
 def test_cast_reaches_the_newest_opset() -> None:
-    """onnx 1.23 has Cast-28 (new float types); the table stops at Cast-25, so no Cast model can
-    be moved to opset 28: convert_opset refuses with 'no adapter for that change'."""
+    """onnx 1.23 has Cast-28 (two more float types): a Cast model moves to the newest opset."""
     if latest_opset() < 28:
         pytest.skip("the installed onnx has no Cast-28")
     feeds = {"x": XC}
@@ -995,11 +987,18 @@ def test_cast_reaches_the_newest_opset() -> None:
         raise AssertionError(str(exc)) from None
 
 
-@BUG
 @pytest.mark.parametrize("axis", [2, -2])
 def test_softmax_on_a_middle_axis_goes_up_to_13(axis: int) -> None:
-    """Softmax-12 with axis 2 of a 4-D input moved to 13: ``_softmax_up`` reshapes the flattened
-    rows back with target [0, *shape[1:]], and 0 copies the *flattened* dim 0 (N*C = 6, not N = 2);
-    check_graph fails with an InferenceError. Only axis 1 (and the last axis) convert."""
+    """Softmax-12 with axis 2 of a 4-D input moved to 13: the rows go back to the input's shape (the
+    target [0, *shape[1:]] once copied the flattened dim 0, N*C, for N)."""
     feeds = {"x": X4}
     _kept_or_refused(_typed([N("Softmax", ["x"], ["y"], axis=axis)], 12, feeds), 13, feeds)
+
+
+def test_a_converted_model_that_fails_the_checker_is_one_sentence() -> None:
+    """A model onnx's checker refuses after the move is an OpsetError naming both opsets, not onnx's own error."""
+    x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [2]) for n in ("x", "y"))
+    model = helper.make_model(helper.make_graph([N("Relu", ["nowhere"], ["y"])], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 12)])
+    with pytest.raises(OpsetError, match="moved from opset 12 to 13 fails onnx's checker"):
+        convert_opset(model, 13)

@@ -27,94 +27,158 @@ def _same(editor: GraphEditor, node: NodeProto) -> None:
     """The schema changed only in ways that do not affect this model (e.g. more types)."""
 
 
-def _drop(*names: str) -> Rewrite:
-    def rewrite(editor: GraphEditor, node: NodeProto) -> None:
-        for name in names:
+# The parametrised rewrites are small callable classes rather than closures: the table below is
+# built at import, and a closure made there would be out of mutation testing's reach.
+
+@dataclass(frozen=True)
+class _Drop:
+    """Remove attributes the new schema does not have."""
+
+    names: tuple[str, ...]
+
+    def __call__(self, editor: GraphEditor, node: NodeProto) -> None:
+        for name in self.names:
             remove_attribute(node, name)
 
-    return rewrite
+
+def _drop(*names: str) -> Rewrite:
+    return _Drop(names)
 
 
-def _require_absent_or(name: str, allowed: object, reason: str) -> Rewrite:
+@dataclass(frozen=True)
+class _RequireAbsentOr:
     """Drop attribute ``name``; refuse when it holds anything but ``allowed``."""
 
-    def rewrite(editor: GraphEditor, node: NodeProto) -> None:
-        value = attribute(node, name)
-        if value is not None and value != allowed:
-            raise StepRefused(f"{name}={value}: {reason}")
-        remove_attribute(node, name)
+    name: str
+    allowed: object
+    reason: str
 
-    return rewrite
-
-
-def _add(name: str, value: object) -> Rewrite:
-    def rewrite(editor: GraphEditor, node: NodeProto) -> None:
-        set_attribute(node, name, value)
-
-    return rewrite
+    def __call__(self, editor: GraphEditor, node: NodeProto) -> None:
+        value = attribute(node, self.name)
+        if value is not None and value != self.allowed:
+            raise StepRefused(f"{self.name}={value}: {self.reason}")
+        remove_attribute(node, self.name)
 
 
-def _chain(*rewrites: Rewrite) -> Rewrite:
-    def rewrite(editor: GraphEditor, node: NodeProto) -> None:
-        for step in rewrites:
+@dataclass(frozen=True)
+class _Add:
+    """Set attribute ``name`` to ``value`` (only where it is absent, with ``if_absent``)."""
+
+    name: str
+    value: object
+    if_absent: bool = False
+
+    def __call__(self, editor: GraphEditor, node: NodeProto) -> None:
+        if not self.if_absent or attribute(node, self.name) is None:
+            set_attribute(node, self.name, self.value)
+
+
+@dataclass(frozen=True)
+class _Chain:
+    steps: tuple[Rewrite, ...]
+
+    def __call__(self, editor: GraphEditor, node: NodeProto) -> None:
+        for step in self.steps:
             step(editor, node)
 
-    return rewrite
+
+def _chain(*steps: Rewrite) -> Rewrite:
+    return _Chain(steps)
 
 
-def _attr_to_input(name: str, position: int, dtype: type, default: object = None) -> Rewrite:
+@dataclass(frozen=True)
+class _AttrToInput:
     """Move attribute ``name`` to input ``position`` as a constant (opset moved it to an input)."""
 
-    def rewrite(editor: GraphEditor, node: NodeProto) -> None:
-        value = attribute(node, name, default)
-        remove_attribute(node, name)
+    name: str
+    position: int
+    dtype: type
+    default: object = None
+
+    def __call__(self, editor: GraphEditor, node: NodeProto) -> None:
+        value = attribute(node, self.name, self.default)
+        remove_attribute(node, self.name)
         if value is None:
             return
-        while len(node.input) < position:
+        while len(node.input) < self.position:
             node.input.append("")
-        constant = editor.add_initializer(f"{node.output[0]}_{name}", value, dtype)
-        if len(node.input) == position:
+        constant = editor.add_initializer(f"{node.output[0]}_{self.name}", value, self.dtype)
+        if len(node.input) == self.position:
             node.input.append(constant)
         else:
-            node.input[position] = constant
-
-    return rewrite
+            node.input[self.position] = constant
 
 
-def _input_to_attr(name: str, position: int, convert: Callable[[np.ndarray], object] = lambda v: v.tolist(),
-                   keep_default: object = None) -> Rewrite:
-    """Move constant input ``position`` back to attribute ``name``; refuse if it is computed."""
+def _to_list(value: np.ndarray) -> object:
+    return value.tolist()
 
-    def rewrite(editor: GraphEditor, node: NodeProto) -> None:
-        if len(node.input) <= position or not node.input[position]:
+
+def _to_float(value: np.ndarray) -> object:
+    return float(value)
+
+
+@dataclass(frozen=True)
+class _InputToAttr:
+    """Move constant input ``position`` (and any after it) back to attribute ``name``; refuse if it is
+    computed. An empty (omitted) input is dropped; ``keep_default`` is not written back."""
+
+    name: str
+    position: int
+    convert: Callable[[np.ndarray], object] = _to_list
+    keep_default: object = None
+
+    def __call__(self, editor: GraphEditor, node: NodeProto) -> None:
+        if len(node.input) <= self.position:
             return
-        value = editor.constant(node.input[position])
-        if value is None:
-            raise StepRefused(f"input '{node.input[position]}' ({name}) is computed, not a constant")
-        converted = convert(value)
-        if converted != keep_default:
-            set_attribute(node, name, converted)
-        del node.input[position:]
-
-    return rewrite
-
-
-def _no_extra_inputs(count: int, reason: str) -> Rewrite:
-    def rewrite(editor: GraphEditor, node: NodeProto) -> None:
-        if len([i for i in node.input[count:] if i]):
-            raise StepRefused(reason)
-        del node.input[count:]
-
-    return rewrite
+        given = node.input[self.position]
+        if given:
+            value = editor.constant(given)
+            if value is None:
+                raise StepRefused(f"input '{given}' ({self.name}) is computed, not a constant")
+            converted = self.convert(value)
+            if converted != self.keep_default:
+                set_attribute(node, self.name, converted)
+        del node.input[self.position:]
 
 
-def _no_extra_outputs(count: int, reason: str) -> Rewrite:
-    def rewrite(editor: GraphEditor, node: NodeProto) -> None:
-        if len([o for o in node.output[count:] if o]):
-            raise StepRefused(reason)
-        del node.output[count:]
+@dataclass(frozen=True)
+class _NoExtraInputs:
+    """Keep the first ``count`` inputs; refuse when a later one is given."""
 
-    return rewrite
+    count: int
+    reason: str
+
+    def __call__(self, editor: GraphEditor, node: NodeProto) -> None:
+        if any(node.input[self.count:]):
+            raise StepRefused(self.reason)
+        del node.input[self.count:]
+
+
+@dataclass(frozen=True)
+class _NoExtraOutputs:
+    """Keep the first ``count`` outputs; refuse when a later one is named."""
+
+    count: int
+    reason: str
+
+    def __call__(self, editor: GraphEditor, node: NodeProto) -> None:
+        if any(node.output[self.count:]):
+            raise StepRefused(self.reason)
+        del node.output[self.count:]
+
+
+@dataclass(frozen=True)
+class _Rename:
+    """Attribute ``old`` is called ``new`` in the other schema."""
+
+    old: str
+    new: str
+
+    def __call__(self, editor: GraphEditor, node: NodeProto) -> None:
+        value = attribute(node, self.old)
+        remove_attribute(node, self.old)
+        if value is not None:
+            set_attribute(node, self.new, value)
 
 
 # -- broadcasting ---------------------------------------------------------------------------------
@@ -195,10 +259,14 @@ def _prelu_down(editor: GraphEditor, node: NodeProto) -> None:
     if slope is None or None in slope:
         raise StepRefused("the PRelu slope's shape is unknown")
     count = int(np.prod(slope))
-    shape_x = editor.shape(node.input[0])
-    if count != 1 and (shape_x is None or len(shape_x) < 2 or shape_x[1] != count
-                       or any(d != 1 for d in slope[1:]) and len(slope) > 1 and slope[0] != count):
-        raise StepRefused(f"slope {list(slope)} is not one value per channel")
+    rank = editor.rank(node.input[0])
+    if count != 1:
+        # NumPy broadcasting aligns the slope with X's last dims: per channel means it spans axis 1 only
+        padded = (1,) * ((rank or 0) - len(slope)) + tuple(slope)
+        channels = editor.shape(node.input[0])
+        if rank is None or rank < 2 or len(slope) > rank or channels is None or padded[1] != channels[1] \
+                or any(d != 1 for i, d in enumerate(padded) if i != 1):
+            raise StepRefused(f"slope {list(slope)} is not one value per channel")
     if tuple(slope) != (count,):
         node.input[1] = _reshaped(editor, node, node.input[1], (count,))
 
@@ -215,15 +283,15 @@ def _softmax_up(editor: GraphEditor, node: NodeProto) -> None:
         return
     shape = editor.shape(node.input[0])
     flat, normed = editor.fresh(f"{node.output[0]}_rows"), editor.fresh(f"{node.output[0]}_softmax")
-    target = editor.add_initializer(f"{node.output[0]}_shape", [0, *shape[1:]] if None not in shape[1:] else None,
-                                    np.int64) if None not in shape[1:] else None
-    if target is None:
+    nodes = [helper.make_node("Flatten", [node.input[0]], [flat], axis=axis),
+             helper.make_node("Softmax", [flat], [normed], axis=-1)]
+    # Reshape's 0 copies the flattened rows' dim 0, which is the batch only when axis is 1
+    if None not in shape[1:] and (axis == 1 or shape[0] is not None):
+        restored = [0 if shape[0] is None else shape[0], *shape[1:]]
+    else:
         raise StepRefused("the input shape needed to restore the softmax output is unknown")
-    editor.replace(node, [
-        helper.make_node("Flatten", [node.input[0]], [flat], axis=axis),
-        helper.make_node("Softmax", [flat], [normed], axis=-1),
-        helper.make_node("Reshape", [normed, target], list(node.output[:1])),
-    ])
+    target = editor.add_initializer(f"{node.output[0]}_shape", restored, np.int64)
+    editor.replace(node, [*nodes, helper.make_node("Reshape", [normed, target], list(node.output[:1]))])
 
 
 def _softmax_down(editor: GraphEditor, node: NodeProto) -> None:
@@ -246,6 +314,20 @@ def _negative_axis_down(editor: GraphEditor, node: NodeProto) -> None:
         if rank is None:
             raise StepRefused(f"negative axis {axis} needs the input rank, which is unknown")
         set_attribute(node, "axis", axis % rank)
+
+
+def _negative_axes_down(editor: GraphEditor, node: NodeProto) -> None:
+    """Squeeze/Unsqueeze ``axes`` < 0 arrived in opset 11; they count from the end of the input
+    (Squeeze) or of the output (Unsqueeze, whose rank is the input's plus the new axes)."""
+    axes = attribute(node, "axes")
+    if not axes or all(a >= 0 for a in axes):
+        return
+    rank = editor.rank(node.input[0])
+    if rank is None:
+        raise StepRefused(f"negative axes {list(axes)} need the input rank, which is unknown")
+    if node.op_type == "Unsqueeze":
+        rank += len(axes)
+    set_attribute(node, "axes", [a % rank for a in axes])
 
 
 def _maxpool_ceil_down(editor: GraphEditor, node: NodeProto) -> None:
@@ -280,10 +362,12 @@ def _avgpool_include_pad_down(editor: GraphEditor, node: NodeProto) -> None:
     pads = list(attribute(node, "pads", []))
     include = attribute(node, "count_include_pad", 0)
     remove_attribute(node, "count_include_pad")
-    if not include or not any(pads):
+    if not include:
         return
-    if attribute(node, "auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
-        raise StepRefused("count_include_pad=1 with auto_pad cannot be made explicit")
+    if attribute(node, "auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET", "VALID", b"VALID"):
+        raise StepRefused("count_include_pad=1 with auto_pad (implicit padding) cannot be made explicit")
+    if not any(pads):
+        return
     half = len(pads) // 2
     padded = editor.fresh(f"{node.input[0]}_padded")
     full = [0, 0, *pads[:half], 0, 0, *pads[half:]]
@@ -321,9 +405,9 @@ def _gemm_c_down(editor: GraphEditor, node: NodeProto) -> None:
     if b is None or None in b:
         raise StepRefused("Gemm without C needs B's shape to make a zero C")
     width = b[0] if attribute(node, "transB", 0) else b[1]
-    while len(node.input) < 2:
+    while len(node.input) < 3:
         node.input.append("")
-    node.input.append(editor.add_initializer(f"{node.output[0]}_zero_c", np.zeros(width, np.float32)))
+    node.input[2] = editor.add_initializer(f"{node.output[0]}_zero_c", np.zeros(width, np.float32))
 
 
 def _dropout_ratio_up(editor: GraphEditor, node: NodeProto) -> None:
@@ -338,7 +422,7 @@ def _dropout_ratio_down(editor: GraphEditor, node: NodeProto) -> None:
         mode = editor.constant(node.input[2])
         if mode is None or bool(mode):
             raise StepRefused("training_mode is set or computed; dropout before opset 12 is inference-only")
-    _input_to_attr("ratio", 1, lambda v: float(v), keep_default=0.5)(editor, node)
+    _InputToAttr("ratio", 1, _to_float, keep_default=0.5)(editor, node)
 
 
 def _dropout_mask_down(editor: GraphEditor, node: NodeProto) -> None:
@@ -348,13 +432,6 @@ def _dropout_mask_down(editor: GraphEditor, node: NodeProto) -> None:
     if len(node.output) > 1 and node.output[1] and (node.output[1] in consumers or node.output[1] in outputs):
         raise StepRefused("its mask output is used; its type changes from bool to float below opset 10")
     del node.output[1:]
-
-
-def _rename(node: NodeProto, old: str, new: str) -> None:
-    value = attribute(node, old)
-    remove_attribute(node, old)
-    if value is not None:
-        set_attribute(node, new, value)
 
 
 def _value_to_input(editor: GraphEditor, node: NodeProto) -> None:
@@ -367,7 +444,7 @@ def _value_to_input(editor: GraphEditor, node: NodeProto) -> None:
 _CAST_NAMES = {"FLOAT": 1, "UINT8": 2, "INT8": 3, "INT32": 6, "INT64": 7, "BOOL": 9, "FLOAT16": 10, "DOUBLE": 11}
 
 
-def _cast_to_int(node: NodeProto) -> None:
+def _cast_to_int(editor: GraphEditor, node: NodeProto) -> None:
     to = attribute(node, "to")
     name = to.decode() if isinstance(to, bytes) else str(to)
     if name.upper() not in _CAST_NAMES:
@@ -375,7 +452,7 @@ def _cast_to_int(node: NodeProto) -> None:
     set_attribute(node, "to", _CAST_NAMES[name.upper()])
 
 
-def _cast_to_str(node: NodeProto) -> None:
+def _cast_to_str(editor: GraphEditor, node: NodeProto) -> None:
     to = attribute(node, "to")
     names = {v: k for k, v in _CAST_NAMES.items()}
     if to not in names:
@@ -395,96 +472,98 @@ def _compatible(op: str, *versions: int) -> list[Change]:
     return [Change(op, v, _same, _same) for v in versions]
 
 
+_CONSUMED = _drop("consumed_inputs")
+_LEGACY_BINARY = [(6, _CONSUMED, _same), (7, _legacy_broadcast_up, _legacy_broadcast_down)]
+CHANGES: list[Change] = [
+    *_compatible("Conv", 11, 22), *_compatible("ConvTranspose", 11, 22),
+    *_compatible("GlobalAveragePool", 22), *_compatible("GlobalMaxPool", 22),
+    *_compatible("LRN", 13), *_compatible("Transpose", 13, 21, 23, 24, 25),
+    *_compatible("MatMul", 9, 13), *_compatible("Softplus", 22),
+    *_compatible("Identity", 13, 14, 16, 19, 21, 23, 24, 25),
+    Change("MaxPool", 8, _same, _chain(_NoExtraOutputs(1, "its Indices output did not exist before opset 8"),
+                                       _drop("storage_order"))),
+    Change("MaxPool", 10, _same, _maxpool_ceil_down),
+    *_compatible("MaxPool", 11, 12, 22),
+    Change("AveragePool", 7, _same, _avgpool_include_pad_down),
+    Change("AveragePool", 10, _same, _maxpool_ceil_down),
+    *_compatible("AveragePool", 11, 19, 22),
+    Change("BatchNormalization", 6, _CONSUMED, _Add("consumed_inputs", [0, 0, 0, 1, 1])),
+    Change("BatchNormalization", 7, _RequireAbsentOr("is_test", 1, "training mode cannot be converted"),
+           _Add("is_test", 1)),
+    Change("BatchNormalization", 9, _RequireAbsentOr("spatial", 1, "non-spatial batch norm has no form from 9"),
+           _same),
+    Change("BatchNormalization", 14, _same,
+           _RequireAbsentOr("training_mode", 0, "training mode did not exist before opset 14")),
+    *_compatible("BatchNormalization", 15),
+    Change("Gemm", 6, _same, _same),
+    Change("Gemm", 7, _drop("broadcast"), _Add("broadcast", 1)),
+    Change("Gemm", 9, _same, _same),
+    Change("Gemm", 11, _same, _gemm_c_down),
+    *_compatible("Gemm", 13),
+    *_compatible("Flatten", 9, 13, 21, 23, 24, 25),
+    Change("Flatten", 11, _same, _negative_axis_down),
+    *[Change(op, 6, _CONSUMED, _same) for op in ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Abs", "Exp",
+                                                  "Log", "Sqrt", "PRelu")],
+    *_compatible("Relu", 13, 14), *_compatible("LeakyRelu", 16), *_compatible("Elu", 22),
+    *[c for op in ("Sigmoid", "Tanh", "Abs", "Exp", "Log", "Sqrt") for c in _compatible(op, 13)],
+    Change("PRelu", 7, _prelu_up, _prelu_down), *_compatible("PRelu", 9, 16),
+    *[Change(op, v, up, down) for op in ("Add", "Sub", "Mul", "Div") for v, up, down in _LEGACY_BINARY],
+    *[c for op in ("Add", "Sub", "Mul", "Div") for c in _compatible(op, 13, 14)],
+    Change("Pow", 7, _legacy_broadcast_up, _legacy_broadcast_down), *_compatible("Pow", 12, 13, 15),
+    *[Change(op, 6, _CONSUMED, _same) for op in ("Sum", "Max")],
+    *[Change(op, 8, _same, _same) for op in ("Sum", "Max")],
+    *_compatible("Sum", 13), *_compatible("Max", 12, 13),
+    Change("Concat", 4, _Add("axis", 1, if_absent=True), _same), Change("Concat", 11, _same, _negative_axis_down),
+    *_compatible("Concat", 13),
+    Change("Split", 2, _NoExtraInputs(1, "the split sizes come from an input"), _same),
+    Change("Split", 11, _same, _negative_axis_down),
+    Change("Split", 13, _AttrToInput("split", 1, np.int64), _InputToAttr("split", 1)),
+    Change("Split", 18, _same, _RequireAbsentOr("num_outputs", None, "num_outputs did not exist before 18")),
+    Change("Slice", 10, _chain(_AttrToInput("starts", 1, np.int64), _AttrToInput("ends", 2, np.int64),
+                               _AttrToInput("axes", 3, np.int64)),
+           _chain(_NoExtraInputs(4, "Slice with steps did not exist before opset 10"),
+                  _InputToAttr("axes", 3), _InputToAttr("ends", 2), _InputToAttr("starts", 1))),
+    *_compatible("Slice", 11, 13),
+    Change("Reshape", 5, _chain(_CONSUMED, _AttrToInput("shape", 1, np.int64)), _InputToAttr("shape", 1)),
+    *_compatible("Reshape", 13),
+    Change("Reshape", 14, _same, _RequireAbsentOr("allowzero", 0, "allowzero=1 did not exist before 14")),
+    *_compatible("Reshape", 19, 21, 23, 24, 25),
+    Change("Squeeze", 11, _same, _negative_axes_down), Change("Unsqueeze", 11, _same, _negative_axes_down),
+    Change("Squeeze", 13, _AttrToInput("axes", 1, np.int64), _InputToAttr("axes", 1)),
+    Change("Unsqueeze", 13, _AttrToInput("axes", 1, np.int64), _InputToAttr("axes", 1)),
+    *_compatible("Squeeze", 21, 23, 24, 25), *_compatible("Unsqueeze", 21, 23, 24, 25),
+    Change("Dropout", 6, _CONSUMED, _same),
+    Change("Dropout", 7, _drop("is_test"), _Add("is_test", 1)),
+    Change("Dropout", 10, _same, _dropout_mask_down),
+    Change("Dropout", 12, _dropout_ratio_up, _dropout_ratio_down),
+    *_compatible("Dropout", 13, 22),
+    Change("Softmax", 11, _same, _negative_axis_down),
+    Change("Softmax", 13, _softmax_up, _softmax_down),
+    Change("Constant", 9, _same, _same),
+    *_compatible("Constant", 11, 12, 13, 19, 21, 23, 24, 25),
+    Change("ConstantOfShape", 9, _same, _constant_of_shape_down),
+    *_compatible("ConstantOfShape", 20, 21, 23, 24, 25),
+    Change("Pad", 2, _Rename("paddings", "pads"), _Rename("pads", "paddings")),
+    Change("Pad", 11, _chain(_AttrToInput("pads", 1, np.int64), _value_to_input),
+           _chain(_NoExtraInputs(3, "Pad with axes did not exist before opset 18"),
+                  _InputToAttr("value", 2, _to_float, keep_default=0.0), _InputToAttr("pads", 1))),
+    *_compatible("Pad", 13, 19, 21, 23, 24, 25),
+    Change("Pad", 18, _same, _NoExtraInputs(3, "Pad with axes did not exist before opset 18")),
+    Change("Clip", 6, _CONSUMED, _same),
+    Change("Clip", 11, _chain(_AttrToInput("min", 1, np.float32), _AttrToInput("max", 2, np.float32)),
+           _chain(_InputToAttr("max", 2, _to_float), _InputToAttr("min", 1, _to_float))),
+    *_compatible("Clip", 12, 13),
+    Change("ArgMax", 11, _same, _negative_axis_down),
+    Change("ArgMax", 12, _same, _RequireAbsentOr("select_last_index", 0, "select_last_index did not exist")),
+    *_compatible("ArgMax", 13),
+    Change("Cast", 6, _cast_to_int, _cast_to_str),
+    *_compatible("Cast", 9, 13, 19, 21, 23, 24, 25, 28),
+]
+
+
 def changes() -> list[Change]:
-    """Every schema change zooforge adapts, built when asked (a conversion asks once), not at import:
-    the rewrites are closures, and a table built at import would keep them from mutation testing."""
-    consumed = _drop("consumed_inputs")
-    legacy_binary = [(6, consumed, _same), (7, _legacy_broadcast_up, _legacy_broadcast_down)]
-    return [
-        *_compatible("Conv", 11, 22), *_compatible("ConvTranspose", 11, 22),
-        *_compatible("GlobalAveragePool", 22), *_compatible("GlobalMaxPool", 22),
-        *_compatible("LRN", 13), *_compatible("Transpose", 13, 21, 23, 24, 25),
-        *_compatible("MatMul", 9, 13), *_compatible("Softplus", 22),
-        *_compatible("Identity", 13, 14, 16, 19, 21, 23, 24, 25),
-        Change("MaxPool", 8, _same, _chain(_no_extra_outputs(1, "its Indices output did not exist before opset 8"),
-                                           _drop("storage_order"))),
-        Change("MaxPool", 10, _same, _maxpool_ceil_down),
-        *_compatible("MaxPool", 11, 12, 22),
-        Change("AveragePool", 7, _same, _avgpool_include_pad_down),
-        Change("AveragePool", 10, _same, _maxpool_ceil_down),
-        *_compatible("AveragePool", 11, 19, 22),
-        Change("BatchNormalization", 6, consumed, _add("consumed_inputs", [0, 0, 0, 1, 1])),
-        Change("BatchNormalization", 7, _require_absent_or("is_test", 1, "training mode cannot be converted"),
-               _add("is_test", 1)),
-        Change("BatchNormalization", 9, _require_absent_or("spatial", 1, "non-spatial batch norm has no form from 9"),
-               _same),
-        Change("BatchNormalization", 14, _same,
-               _require_absent_or("training_mode", 0, "training mode did not exist before opset 14")),
-        *_compatible("BatchNormalization", 15),
-        Change("Gemm", 6, _same, _same),
-        Change("Gemm", 7, _drop("broadcast"), _add("broadcast", 1)),
-        Change("Gemm", 9, _same, _same),
-        Change("Gemm", 11, _same, _gemm_c_down),
-        *_compatible("Gemm", 13),
-        *_compatible("Flatten", 9, 13, 21, 23, 24, 25),
-        Change("Flatten", 11, _same, _negative_axis_down),
-        *[Change(op, 6, consumed, _same) for op in ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Abs", "Exp",
-                                                      "Log", "Sqrt", "PRelu")],
-        *_compatible("Relu", 13, 14), *_compatible("LeakyRelu", 16), *_compatible("Elu", 22),
-        *[c for op in ("Sigmoid", "Tanh", "Abs", "Exp", "Log", "Sqrt") for c in _compatible(op, 13)],
-        Change("PRelu", 7, _prelu_up, _prelu_down), *_compatible("PRelu", 9, 16),
-        *[Change(op, v, up, down) for op in ("Add", "Sub", "Mul", "Div") for v, up, down in legacy_binary],
-        *[c for op in ("Add", "Sub", "Mul", "Div") for c in _compatible(op, 13, 14)],
-        Change("Pow", 7, _legacy_broadcast_up, _legacy_broadcast_down), *_compatible("Pow", 12, 13, 15),
-        *[Change(op, 6, consumed, _same) for op in ("Sum", "Max")],
-        *[Change(op, 8, _same, _same) for op in ("Sum", "Max")],
-        *_compatible("Sum", 13), *_compatible("Max", 12, 13),
-        Change("Concat", 4, _same, _same), Change("Concat", 11, _same, _negative_axis_down),
-        *_compatible("Concat", 13),
-        Change("Split", 2, _no_extra_inputs(1, "the split sizes come from an input"), _same),
-        Change("Split", 11, _same, _negative_axis_down),
-        Change("Split", 13, _attr_to_input("split", 1, np.int64), _input_to_attr("split", 1)),
-        Change("Split", 18, _same, _require_absent_or("num_outputs", None, "num_outputs did not exist before 18")),
-        Change("Slice", 10, _chain(_attr_to_input("starts", 1, np.int64), _attr_to_input("ends", 2, np.int64),
-                                   _attr_to_input("axes", 3, np.int64)),
-               _chain(_no_extra_inputs(4, "Slice with steps did not exist before opset 10"),
-                      _input_to_attr("axes", 3), _input_to_attr("ends", 2), _input_to_attr("starts", 1))),
-        *_compatible("Slice", 11, 13),
-        Change("Reshape", 5, _chain(consumed, _attr_to_input("shape", 1, np.int64)), _input_to_attr("shape", 1)),
-        *_compatible("Reshape", 13),
-        Change("Reshape", 14, _same, _require_absent_or("allowzero", 0, "allowzero=1 did not exist before 14")),
-        *_compatible("Reshape", 19, 21, 23, 24, 25),
-        Change("Squeeze", 11, _same, _negative_axis_down), Change("Unsqueeze", 11, _same, _negative_axis_down),
-        Change("Squeeze", 13, _attr_to_input("axes", 1, np.int64), _input_to_attr("axes", 1)),
-        Change("Unsqueeze", 13, _attr_to_input("axes", 1, np.int64), _input_to_attr("axes", 1)),
-        *_compatible("Squeeze", 21, 23, 24, 25), *_compatible("Unsqueeze", 21, 23, 24, 25),
-        Change("Dropout", 6, consumed, _same),
-        Change("Dropout", 7, _drop("is_test"), _add("is_test", 1)),
-        Change("Dropout", 10, _same, _dropout_mask_down),
-        Change("Dropout", 12, _dropout_ratio_up, _dropout_ratio_down),
-        *_compatible("Dropout", 13, 22),
-        Change("Softmax", 11, _same, _negative_axis_down),
-        Change("Softmax", 13, _softmax_up, _softmax_down),
-        Change("Constant", 9, _same, _same),
-        *_compatible("Constant", 11, 12, 13, 19, 21, 23, 24, 25),
-        Change("ConstantOfShape", 9, _same, _constant_of_shape_down),
-        *_compatible("ConstantOfShape", 20, 21, 23, 24, 25),
-        Change("Pad", 2, lambda e, n: _rename(n, "paddings", "pads"), lambda e, n: _rename(n, "pads", "paddings")),
-        Change("Pad", 11, _chain(_attr_to_input("pads", 1, np.int64), _value_to_input),
-               _chain(_no_extra_inputs(3, "Pad with axes did not exist before opset 18"),
-                      _input_to_attr("value", 2, lambda v: float(v), keep_default=0.0), _input_to_attr("pads", 1))),
-        *_compatible("Pad", 13, 19, 21, 23, 24, 25),
-        Change("Pad", 18, _same, _no_extra_inputs(3, "Pad with axes did not exist before opset 18")),
-        Change("Clip", 6, consumed, _same),
-        Change("Clip", 11, _chain(_attr_to_input("min", 1, np.float32), _attr_to_input("max", 2, np.float32)),
-               _chain(_input_to_attr("max", 2, lambda v: float(v)), _input_to_attr("min", 1, lambda v: float(v)))),
-        *_compatible("Clip", 12, 13),
-        Change("ArgMax", 11, _same, _negative_axis_down),
-        Change("ArgMax", 12, _same, _require_absent_or("select_last_index", 0, "select_last_index did not exist")),
-        *_compatible("ArgMax", 13),
-        Change("Cast", 6, lambda e, n: _cast_to_int(n), lambda e, n: _cast_to_str(n)),
-        *_compatible("Cast", 9, 13, 19, 21, 23, 24, 25),
-    ]
+    """Every schema change zooforge adapts."""
+    return list(CHANGES)
 
 
 def changes_by_key() -> dict[tuple[str, int], Change]:

@@ -67,7 +67,12 @@ def convert_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
         _set_opset(result, new)
     _set_opset(result, target)
     _restamp(result, info.ir_version)
-    check_graph(result)
+    try:
+        check_graph(result)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OpsetError(f"the model moved from opset {source} to {target} fails onnx's checker ({first}); "
+                         "the source model may be invalid, or an adapter is wrong") from None
     return result
 
 
