@@ -113,7 +113,8 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "caffe2-netdef",
         ("converters/caffe2/translate.py", "converters/caffe2/netdef.py"),
-        ("tests/test_caffe2_conformance.py", "tests/test_layers.py", "tests/test_roundtrip.py"),
+        ("tests/test_caffe2_conformance.py", "tests/test_layers.py", "tests/test_roundtrip.py",
+         "tests/test_netdef_files.py"),
         "Caffe -> NetDef translation and the NetDef schema, against real Caffe2 and its frontend",
     ),
     Group(

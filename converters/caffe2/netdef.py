@@ -126,6 +126,7 @@ _FILL_DTYPES: Mapping[str, Any] = {
 }
 
 
+_INTEGER_FILLS: Mapping[type, str] = {np.int32: "GivenTensorIntFill", np.int64: "GivenTensorInt64Fill"}
 _NET_NAME, _NET_OP, _NET_EXTERNAL_OUTPUT = 1, 2, 8   # NetDef fields
 _OP_ARG = 5                                          # OperatorDef.arg
 _ARG_FLOATS = 5                                      # Argument.floats
@@ -139,13 +140,15 @@ def init_net_chunks(weights: Mapping[str, np.ndarray], name: str) -> Iterator[by
     """
     yield schema.NetDef(name=f"{name}_init").SerializeToString()
     for blob, array in weights.items():
-        if array.dtype == np.int64:
-            op = make_op("GivenTensorInt64Fill", [], [blob], shape=[int(d) for d in array.shape])
+        integer_fill = _INTEGER_FILLS.get(array.dtype.type)
+        if integer_fill is not None:
+            op = make_op(integer_fill, [], [blob], shape=[int(d) for d in array.shape])
             op.arg.append(schema.Argument(name="values", ints=array.ravel().tolist()))
             body = op.SerializeToString()
             yield field_header(_NET_OP, len(body)) + body
             continue
-        data = memoryview(np.ascontiguousarray(array, dtype="<f4")).cast("B")
+        # flat first: a memoryview of a zero-size array with two or more dims cannot be cast
+        data = memoryview(np.ascontiguousarray(array, dtype="<f4").reshape(-1)).cast("B")
         head = make_op("GivenTensorFill", [], [blob], shape=[int(d) for d in array.shape]).SerializeToString()
         values = schema.Argument(name="values").SerializeToString() + field_header(_ARG_FLOATS, data.nbytes)
         values_length = len(values) + data.nbytes
@@ -187,7 +190,7 @@ def weights_from_init_net(init_net: Any, source: str) -> InitNet:
             weights[name] = _constant_fill(op, source)
             constant_fills.append(name)
             continue
-        dtype = _FILL_DTYPES.get(op.type)
+        dtype = _fill_dtype(op, source)
         if dtype is None:
             kind = "draws random values (a training init net, not trained weights)" if op.type in _RANDOM_FILLS \
                 else "is not a fill zooforge reads"
@@ -204,6 +207,8 @@ def weights_from_init_net(init_net: Any, source: str) -> InitNet:
                 values = arg.ints if np.issubdtype(dtype, np.integer) else arg.floats
         if values is None:
             raise NetDefError(f"{source}: fill for '{name}' has no 'values' argument")
+        if dtype == np.int32 and any(not _INT32_MIN <= v <= _INT32_MAX for v in values):
+            raise NetDefError(f"{source}: fill for '{name}' has values outside int32's range")
         array = np.asarray(values, dtype=dtype)
         if array.size != int(np.prod(shape, dtype=np.int64)):
             raise NetDefError(
@@ -213,17 +218,41 @@ def weights_from_init_net(init_net: Any, source: str) -> InitNet:
     return InitNet(weights, constant_fills)
 
 
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _fill_dtype(op: Any, source: str) -> Any:
+    """The dtype a given-values fill makes: its type's, or for ``GivenTensorFill`` its ``dtype``
+    argument (as real Caffe2 reads it: float types from ``floats``, integer types from ``ints``)."""
+    dtype = _FILL_DTYPES.get(op.type)
+    if op.type != "GivenTensorFill":
+        return dtype
+    code = next((arg.i for arg in op.arg if arg.name == "dtype"), None)
+    if code is None:
+        return dtype
+    if code not in _CONSTANT_DTYPES:
+        raise NetDefError(f"{source}: GivenTensorFill for '{op.output[0]}' has an unsupported dtype {code}")
+    return _CONSTANT_DTYPES[code]
+
+
 def _constant_fill(op: Any, source: str) -> np.ndarray:
     """Caffe2's ConstantFill without inputs: ``shape``, ``value`` (default 0) and ``dtype``."""
     args = op_args(op)
     name = op.output[0]
     if len(op.input) or any(key in args for key in ("input_as_shape", "extra_shape")):
         raise NetDefError(f"{source}: ConstantFill for '{name}' takes its shape from an input, which zooforge cannot read")
-    dtype = _CONSTANT_DTYPES.get(int(args.get("dtype", 1)))
+    value = args.get("value", 0)
+    if not isinstance(value, (int, float)):
+        raise NetDefError(f"{source}: ConstantFill for '{name}' has a value {value!r} that is not a number")
+    # Caffe2: without dtype, the type of ``value`` decides (an integer value makes int64)
+    default = 10 if "value" in args and isinstance(value, int) else 1
+    dtype = _CONSTANT_DTYPES.get(int(args.get("dtype", default)))
     if dtype is None:
         raise NetDefError(f"{source}: ConstantFill for '{name}' has an unsupported dtype {args['dtype']}")
-    shape = tuple(int(d) for d in args.get("shape", []))
-    return np.full(shape, args.get("value", 0), dtype=dtype)
+    shape = args.get("shape", [])
+    if not isinstance(shape, list):
+        raise NetDefError(f"{source}: ConstantFill for '{name}' has a shape {shape!r} that is not a list of ints")
+    return np.full(tuple(int(d) for d in shape), value, dtype=dtype)
 
 
 def read_netdef(path: Path) -> Any:
@@ -245,7 +274,9 @@ def read_value_info(path: Path) -> dict[str, tuple[int, ...]]:
         return {name: tuple(int(d) for d in info[1]) for name, info in raw.items()}
     except FileNotFoundError:
         raise InputFileError(f"value info file {path} does not exist") from None
-    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+    except IsADirectoryError:
+        raise InputFileError(f"value info file {path} is a folder") from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise InputFileError(
             f"{path} is not a Caffe2 value_info.json ({{name: [elem_type, shape]}}): {exc}"
         ) from None
