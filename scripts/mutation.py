@@ -101,7 +101,8 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "caffe2-executor",
         ("converters/caffe2/executor/*.py",),
-        ("tests/test_caffe2_conformance.py", "tests/test_layers.py", "tests/test_executor_refusals.py"),
+        ("tests/test_caffe2_conformance.py", "tests/test_layers.py", "tests/test_executor_refusals.py",
+         "tests/test_executor_semantics.py"),
         "the NumPy executor of NetDefs, against real Caffe2 op by op and OpenCV layer by layer",
     ),
     Group(

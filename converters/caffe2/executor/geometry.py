@@ -29,7 +29,8 @@ class LegacyPadding(IntEnum):
 
 
 CAFFE_LEGACY_POOLING = int(LegacyPadding.CAFFE_LEGACY_POOLING)
-_PAD_KEYS = ("pad", "pads", "pad_t", "pad_l", "pad_b", "pad_r")
+_SIDES = ("pad_t", "pad_l", "pad_b", "pad_r")
+_PAD_KEYS = ("pad", "pads", *_SIDES)
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ def window_geometry(args: Mapping[str, Any]) -> Window:
         pads = tuple(int(p) for p in args["pads"])
         if len(pads) != 4:
             raise NetDefError(f"'pads' must hold 4 values for a 2-D window, found {list(pads)}")
-    elif any(key in args for key in ("pad_t", "pad_l", "pad_b", "pad_r")):
-        pads = tuple(int(args.get(key, 0)) for key in ("pad_t", "pad_l", "pad_b", "pad_r"))
+    elif all(key in args for key in _SIDES):  # as in real Caffe2, an incomplete set of sides is ignored
+        pads = tuple(int(args[key]) for key in _SIDES)
     else:
         pad = int(args.get("pad", 0))
         pads = (pad, pad, pad, pad)

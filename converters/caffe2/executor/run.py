@@ -73,8 +73,10 @@ def run_net(model: Caffe2Model, feeds: Mapping[str, np.ndarray], keep_all: bool 
             values = [workspace[name] for name in op.input]
         except KeyError as exc:
             raise NetDefError(f"{_describe(op, index)} reads undefined blob {exc}") from None
-        try:
-            outputs = spec.kernel(values, op_args(op), len(op.output))
+        args = op_args(op)
+        try:  # the shape rule first: it refuses what real Caffe2 refuses (misfit weights, say)
+            spec.shapes([value.shape for value in values], args, len(op.output))
+            outputs = spec.kernel(values, args, len(op.output))
         except ZooforgeError as exc:
             raise NetDefError(f"{_describe(op, index)}: {exc}") from None
         workspace.update(zip(op.output, outputs))

@@ -12,7 +12,7 @@ from converters.caffe2.executor.operator import MANY, Operator, Shape, require_t
 from converters.errors import NetDefError
 
 _INT64 = 10  # caffe2.TensorProto.INT64
-_CAST_TYPES = {1: np.float32, 2: np.int32, 10: np.int64, 12: np.float64}
+_CAST_TYPES = {1: np.float32, 2: np.int32, 10: np.int64, 13: np.float64}  # caffe2.TensorProto codes (12 is FLOAT16)
 
 
 # Kernels shared by a family take the element function first and are bound with ``partial``
@@ -339,11 +339,20 @@ def _argmax_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> 
     return [tuple(shape)]
 
 
-def _cast(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+def _cast_type(args: Mapping[str, Any]) -> Any:
     to = int(args.get("to", 1))
     if to not in _CAST_TYPES:
         raise NetDefError(f"Cast to data type {to} is not supported")
-    return [inputs[0].astype(_CAST_TYPES[to])]
+    return _CAST_TYPES[to]
+
+
+def _cast(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    return [inputs[0].astype(_cast_type(args))]
+
+
+def _cast_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    _cast_type(args)
+    return [tuple(shapes[0])]
 
 
 def _dropout(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
@@ -386,5 +395,5 @@ OPERATORS: dict[str, Operator] = {
     "Concat": Operator(_concat, _concat_shapes, (1, MANY), (2, 2)),  # Caffe2: the result and split_info
     "Split": Operator(_split, _split_shapes, outputs=(1, MANY)),
     "ArgMax": Operator(_argmax, _argmax_shapes),
-    "Cast": Operator(_cast, same_shape),
+    "Cast": Operator(_cast, _cast_shapes),
 }

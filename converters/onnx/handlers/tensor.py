@@ -11,7 +11,7 @@ from converters.onnx.handlers.base import Handler
 
 _INT64_MAX = np.iinfo(np.int64).max
 # caffe2.TensorProto.DataType -> (onnx.TensorProto.DataType, its name for Cast-1)
-_CAST_TARGETS = {1: (1, "FLOAT"), 2: (6, "INT32"), 10: (7, "INT64"), 12: (11, "DOUBLE")}
+_CAST_TARGETS = {1: (1, "FLOAT"), 2: (6, "INT32"), 10: (7, "INT64"), 13: (11, "DOUBLE")}  # Caffe2 13 is DOUBLE (12 is FLOAT16)
 
 
 class Flatten(Handler):
