@@ -142,29 +142,27 @@ class _InputToAttr:
 
 
 @dataclass(frozen=True)
-class _NoExtraInputs:
-    """Keep the first ``count`` inputs; refuse when a later one is given."""
+class _NoExtra:
+    """Keep the first ``count`` of the node's ``field`` (``input`` or ``output``); refuse when a later
+    one is named."""
 
+    field: str
     count: int
     reason: str
 
     def __call__(self, editor: GraphEditor, node: NodeProto) -> None:
-        if any(node.input[self.count:]):
+        names = getattr(node, self.field)
+        if any(names[self.count:]):
             raise StepRefused(self.reason)
-        del node.input[self.count:]
+        del names[self.count:]
 
 
-@dataclass(frozen=True)
-class _NoExtraOutputs:
-    """Keep the first ``count`` outputs; refuse when a later one is named."""
+def _no_extra_inputs(count: int, reason: str) -> Rewrite:
+    return _NoExtra("input", count, reason)
 
-    count: int
-    reason: str
 
-    def __call__(self, editor: GraphEditor, node: NodeProto) -> None:
-        if any(node.output[self.count:]):
-            raise StepRefused(self.reason)
-        del node.output[self.count:]
+def _no_extra_outputs(count: int, reason: str) -> Rewrite:
+    return _NoExtra("output", count, reason)
 
 
 @dataclass(frozen=True)
@@ -480,7 +478,7 @@ CHANGES: list[Change] = [
     *_compatible("LRN", 13), *_compatible("Transpose", 13, 21, 23, 24, 25),
     *_compatible("MatMul", 9, 13), *_compatible("Softplus", 22),
     *_compatible("Identity", 13, 14, 16, 19, 21, 23, 24, 25),
-    Change("MaxPool", 8, _same, _chain(_NoExtraOutputs(1, "its Indices output did not exist before opset 8"),
+    Change("MaxPool", 8, _same, _chain(_no_extra_outputs(1, "its Indices output did not exist before opset 8"),
                                        _drop("storage_order"))),
     Change("MaxPool", 10, _same, _maxpool_ceil_down),
     *_compatible("MaxPool", 11, 12, 22),
@@ -515,13 +513,13 @@ CHANGES: list[Change] = [
     *_compatible("Sum", 13), *_compatible("Max", 12, 13),
     Change("Concat", 4, _Add("axis", 1, if_absent=True), _same), Change("Concat", 11, _same, _negative_axis_down),
     *_compatible("Concat", 13),
-    Change("Split", 2, _NoExtraInputs(1, "the split sizes come from an input"), _same),
+    Change("Split", 2, _no_extra_inputs(1, "the split sizes come from an input"), _same),
     Change("Split", 11, _same, _negative_axis_down),
     Change("Split", 13, _AttrToInput("split", 1, np.int64), _InputToAttr("split", 1)),
     Change("Split", 18, _same, _RequireAbsentOr("num_outputs", None, "num_outputs did not exist before 18")),
     Change("Slice", 10, _chain(_AttrToInput("starts", 1, np.int64), _AttrToInput("ends", 2, np.int64),
                                _AttrToInput("axes", 3, np.int64)),
-           _chain(_NoExtraInputs(4, "Slice with steps did not exist before opset 10"),
+           _chain(_no_extra_inputs(4, "Slice with steps did not exist before opset 10"),
                   _InputToAttr("axes", 3), _InputToAttr("ends", 2), _InputToAttr("starts", 1))),
     *_compatible("Slice", 11, 13),
     Change("Reshape", 5, _chain(_CONSUMED, _AttrToInput("shape", 1, np.int64)), _InputToAttr("shape", 1)),
@@ -545,10 +543,10 @@ CHANGES: list[Change] = [
     *_compatible("ConstantOfShape", 20, 21, 23, 24, 25),
     Change("Pad", 2, _Rename("paddings", "pads"), _Rename("pads", "paddings")),
     Change("Pad", 11, _chain(_AttrToInput("pads", 1, np.int64), _value_to_input),
-           _chain(_NoExtraInputs(3, "Pad with axes did not exist before opset 18"),
+           _chain(_no_extra_inputs(3, "Pad with axes did not exist before opset 18"),
                   _InputToAttr("value", 2, _to_float, keep_default=0.0), _InputToAttr("pads", 1))),
     *_compatible("Pad", 13, 19, 21, 23, 24, 25),
-    Change("Pad", 18, _same, _NoExtraInputs(3, "Pad with axes did not exist before opset 18")),
+    Change("Pad", 18, _same, _no_extra_inputs(3, "Pad with axes did not exist before opset 18")),
     Change("Clip", 6, _CONSUMED, _same),
     Change("Clip", 11, _chain(_AttrToInput("min", 1, np.float32), _AttrToInput("max", 2, np.float32)),
            _chain(_InputToAttr("max", 2, _to_float), _InputToAttr("min", 1, _to_float))),
