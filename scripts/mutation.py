@@ -128,7 +128,7 @@ GROUPS: tuple[Group, ...] = (
         "versioning",
         ("versioning/*.py",),
         ("tests/test_legacy_kernels.py", "tests/test_handler_coverage.py", "tests/test_opsets.py",
-         "tests/test_checker.py", "tests/test_adapter_sweep.py",
+         "tests/test_checker.py", "tests/test_adapter_sweep.py", "tests/test_versioning_survivors.py",
          "-k", "not alexnet227 and not alexnet224 and not published_output"),
         "opset table, adapters between opsets, legacy kernels; onnx's version table and onnxruntime",
     ),
