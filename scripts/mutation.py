@@ -115,7 +115,7 @@ GROUPS: tuple[Group, ...] = (
         "caffe2-netdef",
         ("converters/caffe2/translate.py", "converters/caffe2/netdef.py"),
         ("tests/test_caffe2_conformance.py", "tests/test_layers.py", "tests/test_roundtrip.py",
-         "tests/test_netdef_files.py"),
+         "tests/test_netdef_files.py", "tests/test_translate_limits.py"),
         "Caffe -> NetDef translation and the NetDef schema, against real Caffe2 and its frontend",
     ),
     Group(
