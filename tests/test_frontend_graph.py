@@ -1,0 +1,108 @@
+"""The graph caffe2_to_onnx assembles, fact by fact, against values written here by hand: its
+name, producer, node names, the opset-4/5 Reshape forms, IR 3's initializers-as-inputs, the
+symbolic batch, and the refusal of a blob read before anything writes it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto
+
+from converters.caffe2 import schema
+from converters.caffe2.netdef import Caffe2Model, make_op
+from converters.errors import ExportError
+from converters.onnx.context import ExportContext
+from converters.onnx.frontend import ExportOptions, caffe2_to_onnx
+
+W = np.arange(24, dtype=np.float32).reshape(2, 12) / 10
+B = np.array([0.5, -0.5], np.float32)
+
+
+def _net(name: str = "tiny", relu_name: str = "") -> Caffe2Model:
+    """x (1, 3, 2, 2) -> Reshape (1, 12) -> FC(W, B) -> Relu -> y."""
+    net = schema.NetDef(name=name)
+    net.op.extend([
+        make_op("Reshape", ["x"], ["flat", "old"], name="to_rows", shape=[1, 12]),
+        make_op("FC", ["flat", "w", "b"], ["fc"], name="fc1"),
+        make_op("Relu", ["fc"], ["y"], name=relu_name),
+    ])
+    net.external_input.extend(["x", "w", "b"])
+    net.external_output.append("y")
+    return Caffe2Model(net, {"w": W, "b": B}, {"x": (1, 3, 2, 2)})
+
+
+def _graph(opset: int = 12, **options: object):
+    return caffe2_to_onnx(_net(**{k: options.pop(k) for k in ("name", "relu_name") if k in options}),
+                          ExportOptions(opset=opset, **options)).to_proto()
+
+
+def _dims(value) -> list[int | str]:  # noqa: ANN001
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def test_graph_name_producer_and_opset() -> None:
+    model = _graph(12, producer_version="9.9")
+    assert model.graph.name == "tiny"
+    assert (model.producer_name, model.producer_version) == ("zooforge", "9.9")
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 12)] and model.ir_version == 7
+    assert _graph(12, name="").graph.name == "model"
+
+
+def test_node_names_are_the_operator_names_or_their_first_output() -> None:
+    model = _graph(12, relu_name="", names="caffe")
+    by_type = {node.op_type: node for node in model.graph.node}
+    assert by_type["Gemm"].name == "fc1" and by_type["Relu"].name == "y"
+
+
+@pytest.mark.parametrize("opset, attribute", [(3, True), (4, True), (5, False), (12, False)])
+def test_reshape_takes_an_attribute_before_opset_5_and_an_input_from_5(opset: int, attribute: bool) -> None:
+    model = _graph(opset)
+    (reshape,) = [n for n in model.graph.node if n.op_type == "Reshape"]
+    if attribute:
+        assert len(reshape.input) == 1 and [list(a.ints) for a in reshape.attribute if a.name == "shape"] == [[1, 12]]
+    else:
+        (shape,) = [t for t in model.graph.initializer if t.name == reshape.input[1]]
+        assert shape.data_type == TensorProto.INT64 and list(shape.int64_data or np.frombuffer(shape.raw_data,
+                                                                                              np.int64)) == [1, 12]
+        assert not reshape.attribute
+
+
+@pytest.mark.parametrize("opset, listed", [(3, True), (8, True), (9, False), (12, False)])
+def test_initializers_are_graph_inputs_exactly_at_ir_3(opset: int, listed: bool) -> None:
+    """IR 3 (opsets 3..8 as the zoo stamped them) lists every initializer among the inputs, typed."""
+    model = _graph(opset)
+    inputs = {value.name: value for value in model.graph.input}
+    initializers = {t.name for t in model.graph.initializer}
+    assert (model.ir_version == 3) == listed
+    assert (initializers <= set(inputs)) == listed and (len(inputs) == 1 + len(initializers) * listed)
+    for name in initializers & set(inputs):
+        init = next(t for t in model.graph.initializer if t.name == name)
+        assert inputs[name].type.tensor_type.elem_type == init.data_type
+        assert _dims(inputs[name]) == list(init.dims)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_batch_is_symbolic_only_when_asked(dynamic: bool) -> None:
+    model = _graph(12, dynamic_batch=dynamic)
+    (x,), (y,) = model.graph.input, model.graph.output
+    first = "N" if dynamic else 1
+    assert _dims(x) == [first, 3, 2, 2] and _dims(y) == [first, 2]
+    assert x.type.tensor_type.elem_type == y.type.tensor_type.elem_type == TensorProto.FLOAT
+
+
+def test_export_context_batch_is_fixed_by_default() -> None:
+    assert ExportContext(12, {}, {}, set()).dynamic_batch is False
+
+
+def test_a_blob_read_before_it_is_written_is_refused() -> None:
+    """A blob with a known shape that is neither an external input nor any operator's output."""
+    model = _net()
+    model.predict_net.op[1].input[0] = "nowhere"
+    model.input_shapes["nowhere"] = (1, 12)  # shape inference knows it; the net never declares it
+    with pytest.raises(ExportError, match="^blob 'nowhere' is read before any operator writes it$"):
+        caffe2_to_onnx(model, ExportOptions(opset=12))
+
+
+def test_the_naming_style_is_checked() -> None:
+    with pytest.raises(ExportError, match="unknown naming style 'onnx'; use 'zoo' or 'caffe'"):
+        caffe2_to_onnx(_net(), ExportOptions(opset=12, names="onnx"))  # type: ignore[arg-type]
