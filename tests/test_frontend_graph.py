@@ -5,6 +5,7 @@ symbolic batch, and the refusal of a blob read before anything writes it."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto
 
@@ -36,7 +37,7 @@ def _graph(opset: int = 12, **options: object):
                           ExportOptions(opset=opset, **options)).to_proto()
 
 
-def _dims(value) -> list[int | str]:  # noqa: ANN001
+def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
