@@ -176,7 +176,7 @@ class AveragePool(Handler):
 
     @classmethod
     def version_7(cls, e: OpEmitter) -> None:
-        cls._emit(e, has_count_include_pad=False)
+        cls._emit(e, has_count_include_pad=True)
 
     @classmethod
     def version_10(cls, e: OpEmitter) -> None:
