@@ -319,7 +319,8 @@ class Softmax(Handler):
         flat, normed = e.temp("rows"), e.temp("softmax")
         e.node("Flatten", e.inputs, [flat], axis=axis)
         e.node("Softmax", [flat], [normed], axis=1)
-        e.reshape(normed, e.outputs[0], [0, *shape[1:]])
+        # Reshape's 0 would copy the rows' dim 0, which is the batch only when axis is 1; -1 infers it
+        e.reshape(normed, e.outputs[0], [0 if axis == 1 else -1, *shape[1:]])
 
     # Flatten and Reshape gained types and allowzero (unused) after 13.
     version_14 = version_19 = version_21 = version_23 = version_24 = version_25 = version_13
