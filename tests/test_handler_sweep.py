@@ -125,6 +125,11 @@ CASES: dict[str, Case] = {
     "cast-int64": ("Cast", {"x": X * 10}, {}, 1, 1, dict(to=10)),
     "cast-double": ("Cast", {"x": X * 10}, {}, 1, 1, dict(to=13)),
     "cast-float": ("Cast", {"x": X}, {}, 1, 1, dict(to=1)),
+    # -- arguments left to their defaults (Caffe2's: scale 1, axis 1, ArgMax axis -1 keepdims 1) -----
+    "scale-default": ("Scale", {"x": X}, {}, 1, 1, {}),
+    "flatten-default": ("Flatten", {"x": X}, {}, 1, 1, {}),
+    "split-default-axis": ("Split", {"x": X}, {}, 3, 3, {}),
+    "argmax-default": ("ArgMax", {"x": X}, {}, 1, 1, {}),
 }
 
 # Cases an opset cannot express: refused below this opset, with the reason's words.
@@ -321,3 +326,20 @@ def test_avgpool_include_pad_form(opset: int) -> None:
     else:
         (node,) = nodes
         assert node.op_type == "AveragePool" and _attrs(node)["count_include_pad"] == 1
+
+
+def test_handler_families_build_the_handlers_they_are_asked_for() -> None:
+    """The family factories run at import (out of a forked mutant run's reach): called here directly."""
+    from converters.onnx.handlers.elementwise import _Binary, _binary, _unary, _Variadic, _variadic
+
+    unary = _unary("Foo", "Bar", (1, 6), alpha="beta")
+    assert (unary.__name__, unary.caffe2_type, unary.onnx_type, unary.emits) == ("Foo", "Foo", "Bar", ("Bar",))
+    assert unary.versions() == [1, 6] and dict(unary.attr_args) == {"alpha": "beta"}
+    binary = _binary("Foo", "Bar", (1, 6, 7, 13))
+    assert (binary.caffe2_type, binary.onnx_type, binary.emits) == ("Foo", "Bar", ("Bar", "Reshape"))
+    assert binary.versions() == [1, 6, 7, 13]
+    assert [binary.emitter(v).__func__ for v in (1, 6, 7, 13)] == [_Binary.legacy.__func__] * 2 + \
+        [_Binary.numpy_style.__func__] * 2
+    variadic = _variadic("Foo", "Bar", (1, 8))
+    assert (variadic.caffe2_type, variadic.emits, variadic.versions()) == ("Foo", ("Bar",), [1, 8])
+    assert variadic.emitter(8).__func__ is _Variadic.emit.__func__
