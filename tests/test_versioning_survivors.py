@@ -354,3 +354,73 @@ def test_onnxruntime_session_is_quiet(capfd: pytest.CaptureFixture) -> None:
     capfd.readouterr()
     runtime.Session(runtime.ONNXRUNTIME, m).run({"x": np.zeros((1, 3), F32)})
     assert "unused" not in capfd.readouterr().err
+
+
+# -- more edges: rewrites made at import, the runtime's sentences, IR stamping ---------------------
+
+def _node_editor(op: str, inputs: list[str], outputs: list[str]) -> tuple[GraphEditor, onnx.NodeProto]:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, [2])
+    node = helper.make_node(op, inputs, outputs)
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 9)])
+    return GraphEditor(model), model.graph.node[0]
+
+
+def test_the_keep_first_rewrites_act_on_inputs_and_on_outputs() -> None:
+    """Made at import for the table, so called here: one trims inputs, the other outputs."""
+    editor, node = _node_editor("Split", ["x", ""], ["y", "z", ""])
+    adapters._no_extra_inputs(1, "r")(editor, node)
+    adapters._no_extra_outputs(2, "r")(editor, node)
+    assert list(node.input) == ["x"] and list(node.output) == ["y", "z"]
+    with pytest.raises(adapters.StepRefused, match="^inputs given$"):
+        adapters._no_extra_inputs(0, "inputs given")(editor, node)
+    with pytest.raises(adapters.StepRefused, match="^outputs named$"):
+        adapters._no_extra_outputs(1, "outputs named")(editor, node)
+
+
+def test_an_unknown_runtime_is_named_with_the_choices() -> None:
+    model = _node_editor("Relu", ["x"], ["y"])[0].model
+    with pytest.raises(runtime.UnknownRuntimeError) as caught:
+        runtime.Session("tensorrt", model)
+    assert str(caught.value) == ("unknown runtime 'tensorrt': choose one of onnxruntime, onnxruntime-lifted, "
+                                 "reference or 'auto'")
+
+
+def test_the_opset_of_an_ai_onnx_import_is_read() -> None:
+    model = _node_editor("Relu", ["x"], ["y"])[0].model
+    model.opset_import[0].domain = "ai.onnx"
+    assert runtime.model_opset(model) == 9
+
+
+@pytest.mark.parametrize("opset, expected", [(9, ["onnxruntime", "reference"]), (6, ["reference", "onnxruntime-lifted"])])
+def test_without_onnxruntime_only_the_reference_evaluator_is_offered(monkeypatch: pytest.MonkeyPatch, opset: int,
+                                                                     expected: list[str]) -> None:
+    model = _node_editor("Relu", ["x"], ["y"])[0].model
+    model.opset_import[0].version = opset
+    assert runtime.available_runtimes(model) == expected
+    monkeypatch.setattr(runtime, "_ort_installed", lambda: False)
+    assert runtime.available_runtimes(model) == ["reference"]
+
+
+@pytest.mark.parametrize("target, listed", [(8, True), (9, False)])
+def test_initializers_are_listed_as_inputs_only_at_ir_3(target: int, listed: bool) -> None:
+    """Opset 8 is IR 3 (initializers must be graph inputs); opset 9 is IR 4 (they must not be)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y],
+                              [numpy_helper.from_array(np.ones(2, np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    moved = convert_opset(model, target)
+    assert moved.ir_version == (3 if listed else 4)
+    assert ("w" in [v.name for v in moved.graph.input]) == listed
+
+
+def test_an_opset_onnx_knows_but_its_version_table_lacks_takes_onnxs_own_ir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A newer onnx may know an opset before VERSION_TABLE has its row: stamp the installed IR and release."""
+    from versioning import latest_opset, opsets
+
+    newest = latest_opset()
+    rows = [row for row in helper.VERSION_TABLE if row[2] < newest]
+    monkeypatch.setattr(opsets.helper, "VERSION_TABLE", rows)
+    info = opsets.opset_info(newest)
+    assert (info.opset, info.ir_version, info.onnx_release) == (newest, onnx.IR_VERSION, onnx.__version__)
