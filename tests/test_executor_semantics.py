@@ -96,6 +96,13 @@ COMPUTED: dict[str, tuple[str, dict, dict, int, dict]] = {
     "cast-int32": ("Cast", {"x": X * 10}, {}, 1, dict(to=2)),
     "cast-int64": ("Cast", {"x": X * 10}, {}, 1, dict(to=10)),
     "cast-double": ("Cast", {"x": X * 10}, {}, 1, dict(to=13)),  # caffe2.TensorProto DOUBLE is 13
+    "avgpool-pads-excluded-rect": ("AveragePool", {"x": X}, {}, 1, dict(kernel=3, pad=1)),  # 10 x 11 out
+    "avgpool-pads-excluded-stride": ("AveragePool", {"x": X}, {}, 1, dict(kernel_h=3, kernel_w=2, stride=2, pad=1)),
+    "lrn-default-bias": ("LRN", {"x": X}, {}, 1, dict(size=3, alpha=0.5, beta=0.75)),
+    "lrn-size-1": ("LRN", {"x": X}, {}, 1, dict(size=1, alpha=0.5, beta=0.75, bias=2.0)),
+    "convtranspose-float64-weights": ("ConvTranspose", {"x": X}, {"w": _f(4, 2, 3, 3, dtype=np.float64)}, 1,
+                                      dict(kernel=3, stride=2)),
+    "conv-kernel-h-w-named-conv": ("Conv", {"x": X}, {"w": _f(2, 4, 3, 2)}, 1, dict(kernel_h=3, kernel_w=2)),
     # real Caffe2 reads pad_t/pad_l/pad_b/pad_r only when all four are given
     "conv-pad-top-alone": ("Conv", {"x": X}, {"w": _f(2, 4, 3, 3)}, 1, dict(kernel=3, pad_t=1)),
     "conv-three-sides": ("Conv", {"x": X}, {"w": _f(2, 4, 3, 3)}, 1, dict(kernel=3, pad_t=1, pad_l=1, pad_b=1)),
@@ -163,6 +170,13 @@ REFUSED: dict[str, tuple[str, dict, dict, int, str, dict, str]] = {
                             "split sizes [1, 3] do not cover a dimension of 4 in 3 outputs"),
     "cast-float16": ("Cast", {"x": X}, {}, 1, "", dict(to=12),  # CPU Caffe2 cannot cast to FLOAT16
                      "Cast to data type 12 is not supported"),
+    "conv-three-pads": ("Conv", {"x": X}, {"w": _f(2, 4, 3, 3)}, 1, "", dict(kernel=3, pads=[1, 1, 1]),
+                        "'pads' must hold 4 values for a 2-D window, found [1, 1, 1]"),
+    "sum-of-two-shapes": ("Sum", {"x": X, "z": _f(1, 4, 10, 10)}, {}, 1, "", {},
+                          "inputs must share one shape, found [[1, 4, 10, 11], [1, 4, 10, 10]]"),
+    "reshape-that-does-not-fit": ("Reshape", {"x": X}, {}, 2, "", dict(shape=[7, -1]),
+                                  "cannot reshape [1, 4, 10, 11] to [7, -1]"),
+
 }
 
 
@@ -276,3 +290,24 @@ def test_unary_operators_apply_their_element_function() -> None:
     """The table is built at import; a unary operator made now must compute too."""
     (y,) = tensor._unary(tensor._relu).kernel([X], {}, 1)
     np.testing.assert_array_equal(y, np.maximum(X, 0))
+
+
+def test_sentences_of_refusals_real_caffe2_does_not_share() -> None:
+    """zooforge refuses these where real Caffe2 computes something (NHWC, training mode, an exponent
+    given twice: Caffe2 takes the input); each refusal is its one sentence."""
+    cases = [
+        (_model("Conv", {"x": X}, {"w": _f(2, 4, 3, 3)}, kernel=3, order="NHWC"), "only NCHW order is supported, found 'NHWC'"),
+        (_model("Dropout", {"x": X}, {}, 2, ratio=0.5), "Dropout runs only in test mode here (is_test=1)"),
+        (_model("SpatialBN", {"x": X}, {"s": _f(4), "b": _f(4), "m": _f(4), "v": np.ones(4, np.float32)}),
+         "SpatialBN runs only in test mode here (is_test=1)"),
+        (_model("Pow", {"x": X, "e": X}, {}, exponent=2.0), "Pow has both an 'exponent' argument and an exponent input"),
+    ]
+    for model, reason in cases:
+        with pytest.raises(NetDefError, match=_sentence(model, reason)):
+            run_net(model, {name: X for name in model.inputs})
+
+
+def test_an_operator_count_outside_the_schema_names_the_bound() -> None:
+    model = _model("Add", {"x": X, "z": X, "q": X}, {})
+    with pytest.raises(NetDefError, match=re.escape("operator 0 (Add '') has 3 inputs; Caffe2's schema expects 2")):
+        run_net(model, {"x": X, "z": X, "q": X})
