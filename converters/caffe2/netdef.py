@@ -207,9 +207,10 @@ def weights_from_init_net(init_net: Any, source: str) -> InitNet:
                 values = arg.ints if np.issubdtype(dtype, np.integer) else arg.floats
         if values is None:
             raise NetDefError(f"{source}: fill for '{name}' has no 'values' argument")
-        if dtype == np.int32 and any(not _INT32_MIN <= v <= _INT32_MAX for v in values):
+        wide = np.asarray(values, dtype=np.int64 if np.issubdtype(dtype, np.integer) else dtype)
+        if dtype == np.int32 and wide.size and (wide.min() < _INT32_MIN or wide.max() > _INT32_MAX):
             raise NetDefError(f"{source}: fill for '{name}' has values outside int32's range")
-        array = np.asarray(values, dtype=dtype)
+        array = wide.astype(dtype, copy=False)
         if array.size != int(np.prod(shape, dtype=np.int64)):
             raise NetDefError(
                 f"{source}: fill for '{name}' has {array.size} values for shape {list(shape)}"
