@@ -330,6 +330,24 @@ def test_test_data_comes_from_seeds_and_caffe2_executor(shared, extracted):
         assert data_files(top) == reference
 
 
+def test_recorded_outputs_are_what_opencvs_caffe_computes(shared, extracted):
+    """The recorded expected outputs against an implementation that shares no code with the
+    executor that made them: OpenCV's Caffe importer on the same LeNet files and the recorded
+    inputs (the test above only shows they are the executor's, bit for bit)."""
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless<5) is not installed")
+    if not hasattr(cv2.dnn, "readNetFromCaffe"):
+        pytest.skip(f"OpenCV {cv2.__version__} has no Caffe importer (removed in 5.0)")
+    net = cv2.dnn.readNetFromCaffe(*(str(p) for p in lenet_files(shared)))
+    for opset, top in extracted.items():
+        for n in range(3):
+            fed = onnx.numpy_helper.to_array(onnx.load_tensor(str(top / f"test_data_set_{n}" / "input_0.pb")))
+            recorded = onnx.numpy_helper.to_array(onnx.load_tensor(str(top / f"test_data_set_{n}" / "output_0.pb")))
+            net.setInput(fed)
+            caffe = net.forward("prob")
+            assert caffe.shape == recorded.shape == (1, 10)
+            np.testing.assert_allclose(recorded, caffe, rtol=0, atol=1e-5, err_msg=f"opset {opset} set {n}")
+
+
 def test_onnx_source_outputs_come_from_source_model(shared, tmp_path, onnx_run):
     source_path = tmp_path / "lenet-source.onnx"
     api.convert_caffe(*lenet_files(shared), api.ConvertOptions(opset=9)).save(source_path)
