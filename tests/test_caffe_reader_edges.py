@@ -245,10 +245,9 @@ def test_written_weight_tables_carry_names_only(tmp_path):
 # ---------------------------------------------------------------------------------------- HDF5
 
 
-h5py = pytest.importorskip("h5py")
-
-
 def hdf5(tmp_path: Path, build) -> Path:
+    """An HDF5 weights file made by ``build(handle)``; skips only the HDF5 tests where h5py is absent."""
+    h5py = pytest.importorskip("h5py")
     path = tmp_path / "w.caffemodel.h5"
     with h5py.File(path, "w") as handle:
         build(handle)
