@@ -107,3 +107,25 @@ def test_a_blob_read_before_it_is_written_is_refused() -> None:
 def test_the_naming_style_is_checked() -> None:
     with pytest.raises(ExportError, match="unknown naming style 'onnx'; use 'zoo' or 'caffe'"):
         caffe2_to_onnx(_net(), ExportOptions(opset=12, names="onnx"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("names, pad_output", [("caffe", "y_padded_2"), ("zoo", "y_1_padded")])
+def test_an_intermediate_never_takes_the_name_of_a_blob_written_later(names, pad_output):
+    """AveragePool with count_include_pad at opset 5 pads through an intermediate named after its
+    output ("y_padded"); a later blob of that very name keeps it, the intermediate moves aside."""
+    net = schema.NetDef(name="clash")
+    net.op.extend([make_op("AveragePool", ["x"], ["y"], name="p", kernel=2, stride=1, pad=1, count_include_pad=1),
+                   make_op("Relu", ["y"], ["y_padded"], name="r")])
+    net.external_input.append("x")
+    net.external_output.append("y_padded")
+    x = np.arange(-8, 8, dtype=np.float32).reshape(1, 1, 4, 4)
+    proto = caffe2_to_onnx(Caffe2Model(net, {}, {"x": x.shape}), ExportOptions(opset=5, names=names)).to_proto()
+    onnx.checker.check_model(proto, full_check=True)
+    assert [node.op_type for node in proto.graph.node] == ["Pad", "AveragePool", "Relu"]
+    assert proto.graph.node[0].output[0] == pad_output == proto.graph.node[1].input[0]
+    padded = np.pad(x[0, 0], 1)
+    expected = np.maximum(0, [[padded[i:i + 2, j:j + 2].mean() for j in range(5)] for i in range(5)])
+    from versioning.runtime import run_with  # opset 5: onnx's reference evaluator with legacy kernels
+
+    (got,) = run_with("reference", proto, {proto.graph.input[0].name: x}).values()
+    np.testing.assert_allclose(got[0, 0], expected, rtol=1e-6)

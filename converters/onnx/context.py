@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,21 +34,28 @@ class ExportContext:
         self.initializers: dict[str, np.ndarray] = {}
         self.weights = weights
         self.shapes = shapes
-        self._taken: set[str] = set()
+        self._taken: set[str] = set()  # every tensor name in use or reserved for a blob
+        self._claimed: set[str] = set()
         self._node_names: set[str] = set()
         self.dtypes: dict[str, int] = {}  # ONNX element type of tensors that are not float
 
     def node_name(self, hint: str) -> str:
         return fresh_name(hint, self._node_names)
 
+    def reserve(self, names: Iterable[str]) -> None:
+        """Keep ``names`` (those the blobs will get) from :meth:`unique`, which names intermediates."""
+        self._taken.update(names)
+
     def claim(self, name: str) -> str:
-        """Reserve a tensor name; a collision is a bug in naming, not a user error."""
-        if name in self._taken:
+        """Take a blob's tensor name; a collision is a bug in naming, not a user error."""
+        if name in self._claimed:
             raise ExportError(f"tensor name '{name}' would be defined twice in the ONNX graph")
+        self._claimed.add(name)
         self._taken.add(name)
         return name
 
     def unique(self, hint: str) -> str:
+        """A fresh name for an intermediate tensor: never a blob's name, even one written later."""
         return fresh_name(hint, self._taken)
 
     def add_initializer(self, name: str, array: np.ndarray) -> str:

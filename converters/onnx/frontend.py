@@ -51,6 +51,10 @@ class _Names:
             for blob in op.output:
                 self.final[blob] = self.final.get(blob, 0) + 1
 
+    def every_name(self) -> set[str]:
+        """Every tensor name the blobs get, over all their versions."""
+        return {self._name(blob, version) for blob, last in self.final.items() for version in range(last + 1)}
+
     def current(self, blob: str) -> str:
         if blob not in self.version:
             raise ExportError(f"blob '{blob}' is read before any operator writes it")
@@ -74,6 +78,7 @@ def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> OnnxModel:
     consumed = {name for op in net.op for name in op.input} | set(net.external_output)
     context = ExportContext(options.opset, model.weights, shapes, consumed, options.compat, options.dynamic_batch)
     names = _Names(model, options.names)
+    context.reserve(names.every_name())
 
     weight_names: dict[str, str] = {}
     for blob, array in model.weights.items():
