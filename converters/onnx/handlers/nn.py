@@ -164,15 +164,17 @@ class AveragePool(Handler):
             e.node("AveragePool", e.inputs, e.outputs[:1], pads=pads, count_include_pad=1, **attrs)
             return
         # Before count_include_pad: pad with zeros explicitly, then pool without padding.
+        # Only below opset 7 (MIN_OPSET is 3), so always Pad-2 with its pads attribute.
         padded = e.temp("padded")
-        _pad(e, e.inputs[0], padded, [0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]])
+        e.node("Pad", [e.inputs[0]], [padded], pads=[0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]],
+               mode="constant", value=0.0)
         e.node("AveragePool", [padded], e.outputs[:1], pads=[0, 0, 0, 0], **attrs)
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
         cls._emit(e, has_count_include_pad=False)
 
-    version_2 = version_1  # Pad's attribute renamed (handled in _pad)
+    version_2 = version_1  # Pad-2 (its pads attribute) is what _emit writes below opset 7
 
     @classmethod
     def version_7(cls, e: OpEmitter) -> None:
@@ -185,15 +187,6 @@ class AveragePool(Handler):
     # Later AveragePool and Pad schemas: dilations, pads as input (handled in _pad), types.
     version_11 = version_13 = version_18 = version_19 = version_21 = version_10
     version_22 = version_23 = version_24 = version_25 = version_10
-
-
-def _pad(e: OpEmitter, source: str, out: str, pads: list[int]) -> None:
-    if e.opset < 2:
-        e.node("Pad", [source], [out], paddings=pads, mode="constant", value=0.0)
-    elif e.opset < 11:
-        e.node("Pad", [source], [out], pads=pads, mode="constant", value=0.0)
-    else:
-        e.node("Pad", [source, e.const("pads", pads, np.int64)], [out], mode="constant")
 
 
 class LRN(Handler):
@@ -240,11 +233,7 @@ class FC(Handler):
         outputs = int(np.prod(w_shape[:axis_w]))
         weight = e.inputs[1] if len(w_shape) == 2 and axis_w == 1 else \
             e.shaped_input(1, (outputs, int(np.prod(w_shape[axis_w:]))))  # Caffe2's axis_w
-        inputs = [source, weight]
-        if len(e.inputs) > 2:
-            inputs.append(e.inputs[2])
-        else:  # Gemm before opset 11 requires C
-            inputs.append(e.const("zero_bias", np.zeros(outputs, np.float32)))
+        inputs = [source, weight, e.inputs[2]]  # Caffe2's FC always has its bias (checked before export)
         out = e.outputs[0] if axis == 1 else e.temp("gemm")
         e.node("Gemm", inputs, [out], transB=1, broadcast=1 if legacy_broadcast else None)
         if axis != 1:
