@@ -129,3 +129,23 @@ def test_an_intermediate_never_takes_the_name_of_a_blob_written_later(names, pad
 
     (got,) = run_with("reference", proto, {proto.graph.input[0].name: x}).values()
     np.testing.assert_allclose(got[0, 0], expected, rtol=1e-6)
+
+
+def test_caffe_names_of_overwritten_blobs_step_aside_for_blobs_of_that_name():
+    """With Caffe names an in-place blob's earlier versions are "<blob>_<n>"; a blob that is
+    itself named "y_1" keeps its name and the earlier "y" becomes "y_1_2" (hand-written)."""
+    net = schema.NetDef(name="clash")
+    net.op.extend([make_op("Relu", ["x"], ["y"]), make_op("Sigmoid", ["y"], ["y"]),
+                   make_op("Tanh", ["x"], ["y_1"]), make_op("Add", ["y", "y_1"], ["z"])])
+    net.external_input.append("x")
+    net.external_output.append("z")
+    x = np.linspace(-2, 2, 6, dtype=np.float32).reshape(1, 6)
+    proto = caffe2_to_onnx(Caffe2Model(net, {}, {"x": x.shape}), ExportOptions(opset=13, names="caffe")).to_proto()
+    onnx.checker.check_model(proto, full_check=True)
+    assert [(n.op_type, list(n.input), list(n.output)) for n in proto.graph.node] == [
+        ("Relu", ["x"], ["y_1_2"]), ("Sigmoid", ["y_1_2"], ["y"]), ("Tanh", ["x"], ["y_1"]),
+        ("Add", ["y", "y_1"], ["z"])]
+    from conftest import run_onnx
+
+    (got,) = run_onnx(proto, {"x": x}).values()
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-np.maximum(x, 0))) + np.tanh(x), rtol=1e-6)

@@ -21,6 +21,7 @@ from converters.onnx.context import ExportContext, OpEmitter
 from converters.onnx.model import OnnxModel
 from converters.onnx.handlers import REGISTRY
 from versioning import opset_info
+from versioning.names import fresh_name
 
 NameStyle = Literal["zoo", "caffe"]
 Compat = Literal["zoo"] | None
@@ -50,6 +51,8 @@ class _Names:
         for op in model.predict_net.op:
             for blob in op.output:
                 self.final[blob] = self.final.get(blob, 0) + 1
+        self._interim: dict[tuple[str, int], str] = {}  # caffe style: the names of versions not final
+        self._blob_names: set[str] = set(self.final)
 
     def every_name(self) -> set[str]:
         """Every tensor name the blobs get, over all their versions."""
@@ -65,9 +68,13 @@ class _Names:
         return self._name(blob, self.version[blob])
 
     def _name(self, blob: str, version: int) -> str:
-        if self.style == "caffe" and version == self.final[blob]:
+        if self.style == "zoo":
+            return f"{blob}_{version}"  # one-to-one: the text after the last "_" is the version
+        if version == self.final[blob]:
             return blob
-        return f"{blob}_{version}"
+        if (blob, version) not in self._interim:  # "y_1" may be another blob's own name
+            self._interim[blob, version] = fresh_name(f"{blob}_{version}", self._blob_names)
+        return self._interim[blob, version]
 
 
 def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> OnnxModel:
