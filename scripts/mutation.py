@@ -109,7 +109,8 @@ GROUPS: tuple[Group, ...] = (
         "onnx-handlers",
         ("converters/onnx/*.py", "converters/onnx/handlers/*.py"),
         ("tests/test_layers.py", "tests/test_handler_coverage.py", "tests/test_roundtrip.py",
-         "tests/test_frontend_graph.py", "tests/test_handler_sweep.py", "tests/test_handler_mutants_nn.py"),
+         "tests/test_frontend_graph.py", "tests/test_handler_sweep.py", "tests/test_handler_mutants_nn.py",
+         "tests/test_handler_mutants_elementwise.py"),
         "NetDef -> ONNX handlers and naming, against onnxruntime, the reference evaluator and OpenCV",
     ),
     Group(
