@@ -377,6 +377,9 @@ def _avgpool_include_pad_down(editor: GraphEditor, node: NodeProto) -> None:
 
 def _constant_of_shape_down(editor: GraphEditor, node: NodeProto) -> None:
     """ConstantOfShape arrived in opset 9: fold it into an initializer when its shape is fixed."""
+    fill = attribute(node, "value")
+    if fill is not None and int(np.prod(fill.dims)) != 1:
+        raise StepRefused(f"its value has {int(np.prod(fill.dims))} elements; ConstantOfShape takes one")
     value = editor.constant(node.output[0])
     if value is None:
         raise StepRefused("its shape input is computed, so it cannot become a constant")

@@ -59,6 +59,8 @@ class GraphEditor:
             if shape is None:
                 return None
             value = next((a.t for a in producer.attribute if a.name == "value"), None)
+            if value is not None and int(np.prod(value.dims)) != 1:
+                return None  # the spec takes a one-element value; onnxruntime and onnx's evaluator refuse others
             fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else np.float32(0)
             return np.full(tuple(int(d) for d in shape), fill, dtype=np.asarray(fill).dtype)
         return None

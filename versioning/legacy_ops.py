@@ -60,7 +60,7 @@ class _LegacyOp(OpRun):
 def legacy_broadcast(a: np.ndarray, b: np.ndarray, broadcast: int, axis: int | None) -> np.ndarray:
     """Return ``b`` shaped so NumPy broadcasting applies the opset <= 6 rules onto ``a``.
 
-    Without ``broadcast`` the shapes must match. With it, ``b`` is a scalar (shape () or (1,)),
+    Without ``broadcast`` the shapes must match. With it, ``b`` has one element (any rank up to ``a``'s),
     or a contiguous run of ``a``'s dimensions: starting at ``axis`` when given, else the
     trailing ones (suffix matching).
     """
@@ -70,7 +70,7 @@ def legacy_broadcast(a: np.ndarray, b: np.ndarray, broadcast: int, axis: int | N
                 f"legacy elementwise op without broadcast needs equal shapes, got {a.shape} and {b.shape}"
             )
         return b
-    if b.size == 1 and b.ndim <= 1:
+    if b.size == 1 and (b.ndim <= 1 or b.ndim <= a.ndim):  # the spec: one element, rank up to A's: (1, 1) too
         return b.reshape(())
     if axis is None:
         start = a.ndim - b.ndim
