@@ -117,13 +117,14 @@ GROUPS: tuple[Group, ...] = (
         "caffe2-netdef",
         ("converters/caffe2/translate.py", "converters/caffe2/netdef.py"),
         ("tests/test_caffe2_conformance.py", "tests/test_layers.py", "tests/test_roundtrip.py",
-         "tests/test_netdef_files.py", "tests/test_translate_limits.py"),
+         "tests/test_netdef_files.py", "tests/test_translate_limits.py", "tests/test_netdef_mutants.py",
+         "tests/test_hostile.py::test_caffe_parameter_caffe_rejects"),
         "Caffe -> NetDef translation and the NetDef schema, against real Caffe2 and its frontend",
     ),
     Group(
         "caffe2-compat",
         ("converters/caffe2/compat.py",),
-        ("tests/test_compat.py",),
+        ("tests/test_compat.py", "tests/test_netdef_mutants.py"),
         "--compat zoo, against the published zoo graph",
     ),
     Group(

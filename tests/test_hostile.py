@@ -342,6 +342,28 @@ EDITS = {
                        ("layer 'prob'", "axis 7 is out of range")),
     "inner-product-axis-9": ("    num_output: 500", "    num_output: 500\n    axis: 9", ("layer 'ip1'", "axis 9")),
     "repeated-top": ('  top: "pool2"', '  top: "pool1"', ("pool1", "already produces")),
+    # Caffe's blob counts (Layer::CheckBlobCounts) and what zooforge cannot carry over
+    "relu-two-bottoms": ('type: "ReLU"\n  bottom: "ip1"', 'type: "ReLU"\n  bottom: "ip1"\n  bottom: "ip1"',
+                         ("layer 'relu1' (ReLU)", "takes 1 bottom blob(s), as Caffe requires, found 2")),
+    "softmax-two-tops": ('  top: "prob"', '  top: "prob"\n  top: "prob2"', ("layer 'prob'", "takes 1 top blob(s)")),
+    "average-pool-mask-top": ('  top: "pool1"\n  pooling_param {\n    pool: MAX',
+                              '  top: "pool1"\n  top: "mask"\n  pooling_param {\n    pool: AVE',
+                              ("layer 'pool1'", "takes 1 top blob(s)")),
+    "max-pool-mask-top": ('  top: "pool1"\n  pooling_param', '  top: "pool1"\n  top: "mask"\n  pooling_param',
+                          ("layer 'pool1'", "the mask top 'mask' of MAX pooling cannot be converted")),
+    "convolution-pairs": ('  bottom: "data"\n  top: "conv1"', '  bottom: "data"\n  bottom: "data"\n  top: "conv1"\n  top: "c"',
+                          ("layer 'conv1'", "2 bottom/top pairs sharing one set of weights cannot be converted")),
+    "convolution-unpaired": ('  bottom: "data"\n  top: "conv1"', '  bottom: "data"\n  bottom: "data"\n  top: "conv1"',
+                             ("layer 'conv1'", "has 2 bottoms and 1 tops; Caffe requires one top per bottom")),
+    "pooling-of-a-2d-blob": ('layer {\n  name: "relu1"',
+                             ('layer {\n  name: "p"\n  type: "Pooling"\n  bottom: "ip1"\n  top: "ip1"\n'
+                              '  pooling_param { pool: MAX kernel_size: 2 }\n}\nlayer {\n  name: "relu1"'),
+                             ("layer 'p'", "pooling takes a 4-axis (num, channels, height, width) input",
+                              "'ip1' has shape [1, 500]")),
+    "global-pooling-of-a-2d-blob": ('layer {\n  name: "relu1"',
+                                    ('layer {\n  name: "p"\n  type: "Pooling"\n  bottom: "ip1"\n  top: "ip1"\n'
+                                     '  pooling_param { pool: AVE global_pooling: true }\n}\nlayer {\n  name: "relu1"'),
+                                    ("layer 'p'", "4-axis")),
 }
 
 

@@ -20,7 +20,7 @@ from converters.caffe.net import CaffeLayer, CaffeNet
 from converters.caffe.params import spatial
 from converters.caffe2 import schema
 from converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING, pool_extent
-from converters.caffe2.executor.run import infer_shapes
+from converters.caffe2.executor.run import describe_operator, infer_shapes
 from converters.caffe2.netdef import SYNTHETIC_ARG, Caffe2Model, make_arg, make_op
 from converters.errors import CaffeModelError, UnsupportedLayerError, ZooforgeError
 from versioning.names import fresh_name
@@ -56,7 +56,7 @@ class Translation:
         try:
             shapes = infer_shapes(_single_op_net(op), {name: self.shapes[name] for name in inputs})
         except ZooforgeError as exc:
-            raise CaffeModelError(f"{self.where}: {_strip_operator_prefix(str(exc))}") from None
+            raise CaffeModelError(f"{self.where}: {_strip_operator_prefix(str(exc), op)}") from None
         self.shapes.update({name: shapes[name] for name in outputs})
         self.predict.op.append(op)
         return outputs[0]
@@ -118,8 +118,46 @@ def _single_op_net(op: Any) -> Any:
     return net
 
 
-def _strip_operator_prefix(message: str) -> str:
-    return message.split(": ", 1)[1] if message.startswith("operator ") and ": " in message else message
+def _strip_operator_prefix(message: str, op: Any) -> str:
+    """The executor's sentence without its ``operator 0 (<type> '<name>' -> [<outputs>]): `` head
+    (the layer's name and type say where), cut whole: a layer's name may itself hold ``": "``."""
+    return message.removeprefix(f"{describe_operator(op, 0)}: ")
+
+
+# Caffe's blob counts per layer type (its Exact/Min/MaxNum{Bottom,Top}Blobs, checked when Caffe
+# sets the net up): (bottoms, tops) as (least, most). Pooling may add a mask top only for MAX.
+_MANY = 1 << 30
+_ONE = (1, 1)
+_BLOB_COUNTS: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    **dict.fromkeys(("Convolution", "Deconvolution"), ((1, _MANY), (1, _MANY))),
+    "Pooling": (_ONE, (1, 2)),
+    **dict.fromkeys(("LRN", "InnerProduct", "ReLU", "PReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power",
+                     "Exp", "Log", "Dropout", "Softmax", "BatchNorm", "Flatten", "Reshape", "ArgMax"), (_ONE, _ONE)),
+    "Concat": ((1, _MANY), _ONE),
+    **dict.fromkeys(("Slice", "Split"), (_ONE, (1, _MANY))),
+    "Eltwise": ((2, _MANY), _ONE),
+    **dict.fromkeys(("Scale", "Bias"), ((1, 2), _ONE)),
+    "Crop": ((2, 2), _ONE),
+}
+
+
+def _check_blob_counts(t: Translation, layer: CaffeLayer) -> None:
+    """Refuse what Caffe refuses: a translator reads only the bottoms and tops Caffe allows."""
+    bottoms, tops = _BLOB_COUNTS[layer.type]
+    if layer.type == "Pooling" and layer.param.pooling_param.pool != 0:
+        tops = _ONE
+    for kind, blobs, (low, high) in (("bottom", layer.bottoms, bottoms), ("top", layer.tops, tops)):
+        if not low <= len(blobs) <= high:
+            expected = f"{low}" if low == high else f"at least {low}" if high == _MANY else f"{low} to {high}"
+            raise CaffeModelError(f"{t.where} takes {expected} {kind} blob(s), as Caffe requires, found {len(blobs)}")
+    if layer.type in ("Convolution", "Deconvolution") and len(layer.bottoms) > 1:
+        if len(layer.tops) != len(layer.bottoms):
+            raise CaffeModelError(f"{t.where} has {len(layer.bottoms)} bottoms and {len(layer.tops)} tops; "
+                                  "Caffe requires one top per bottom")
+        raise UnsupportedLayerError(f"{t.where}: {len(layer.bottoms)} bottom/top pairs sharing one set of weights "
+                                    "cannot be converted (one pair per layer can)")
+    if layer.type == "Pooling" and len(layer.tops) > 1:
+        raise UnsupportedLayerError(f"{t.where}: the mask top '{layer.tops[1]}' of MAX pooling cannot be converted")
 
 
 def translate(net: CaffeNet) -> Caffe2Model:
@@ -133,6 +171,7 @@ def translate(net: CaffeNet) -> Caffe2Model:
                 f"supported types: {', '.join(sorted(TRANSLATORS))}"
             )
         t.begin_layer(layer)
+        _check_blob_counts(t, layer)
         translator(t, layer)
         t.end_layer()
     t.layer = None
@@ -217,6 +256,9 @@ def _pooling(t: Translation, layer: CaffeLayer) -> None:
     if p.pool not in methods:
         raise UnsupportedLayerError(f"{where}: STOCHASTIC pooling cannot be converted")
     x, top = layer.bottoms[0], layer.tops[0]
+    if len(t.shape(x)) != 4:  # Caffe's PoolingLayer::Reshape checks the same
+        raise CaffeModelError(f"{where}: pooling takes a 4-axis (num, channels, height, width) input; "
+                              f"'{x}' has shape {list(t.shape(x))}")
     if p.global_pooling:
         # Real Caffe2 wants a kernel even here (it refuses a kernel-less op named "...Pool...").
         height, width = t.shape(x)[2:4]

@@ -40,7 +40,8 @@ def operator_for(op: Any, index: int) -> Operator:
     return spec
 
 
-def _describe(op: Any, index: int) -> str:
+def describe_operator(op: Any, index: int) -> str:
+    """How refusals name an operator: its index, type, name and outputs."""
     return f"operator {index} ({op.type} '{op.name}' -> {list(op.output)})"
 
 
@@ -51,11 +52,11 @@ def infer_shapes(predict_net: Any, shapes: Mapping[str, Shape]) -> dict[str, Sha
         spec = operator_for(op, index)
         missing = [name for name in op.input if name not in known]
         if missing:
-            raise NetDefError(f"{_describe(op, index)} reads undefined blob(s) {missing}")
+            raise NetDefError(f"{describe_operator(op, index)} reads undefined blob(s) {missing}")
         try:
             out = spec.shapes([known[name] for name in op.input], op_args(op), len(op.output))
         except ZooforgeError as exc:
-            raise NetDefError(f"{_describe(op, index)}: {exc}") from None
+            raise NetDefError(f"{describe_operator(op, index)}: {exc}") from None
         known.update(zip(op.output, out))
     return known
 
@@ -72,13 +73,13 @@ def run_net(model: Caffe2Model, feeds: Mapping[str, np.ndarray], keep_all: bool 
         try:
             values = [workspace[name] for name in op.input]
         except KeyError as exc:
-            raise NetDefError(f"{_describe(op, index)} reads undefined blob {exc}") from None
+            raise NetDefError(f"{describe_operator(op, index)} reads undefined blob {exc}") from None
         args = op_args(op)
         try:  # the shape rule first: it refuses what real Caffe2 refuses (misfit weights, say)
             spec.shapes([value.shape for value in values], args, len(op.output))
             outputs = spec.kernel(values, args, len(op.output))
         except ZooforgeError as exc:
-            raise NetDefError(f"{_describe(op, index)}: {exc}") from None
+            raise NetDefError(f"{describe_operator(op, index)}: {exc}") from None
         workspace.update(zip(op.output, outputs))
     if keep_all:
         return workspace
