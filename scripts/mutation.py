@@ -102,7 +102,7 @@ GROUPS: tuple[Group, ...] = (
         "caffe2-executor",
         ("converters/caffe2/executor/*.py",),
         ("tests/test_caffe2_conformance.py", "tests/test_layers.py", "tests/test_executor_refusals.py",
-         "tests/test_executor_semantics.py"),
+         "tests/test_executor_semantics.py", "tests/test_executor_mutants.py"),
         "the NumPy executor of NetDefs, against real Caffe2 op by op and OpenCV layer by layer",
     ),
     Group(
@@ -132,6 +132,7 @@ GROUPS: tuple[Group, ...] = (
         ("versioning/*.py",),
         ("tests/test_legacy_kernels.py", "tests/test_handler_coverage.py", "tests/test_opsets.py",
          "tests/test_checker.py", "tests/test_adapter_sweep.py", "tests/test_versioning_survivors.py",
+         "tests/test_versioning_mutants.py",
          "-k", "not alexnet227 and not alexnet224 and not published_output"),
         "opset table, adapters between opsets, legacy kernels; onnx's version table and onnxruntime",
     ),

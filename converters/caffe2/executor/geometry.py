@@ -140,10 +140,10 @@ def _pair(args: Mapping[str, Any], scalar: str, first: str, second: str, listed:
         if len(values) != 2:
             raise NetDefError(f"'{listed}' must hold 2 values for a 2-D window, found {list(values)}")
         return values
-    if first in args or second in args:
-        if not (first in args and second in args):
-            raise NetDefError(f"'{first}' and '{second}' must be given together")
-        return (int(args[first]), int(args[second]))
-    if scalar in args:
+    if scalar in args:  # as in real Caffe2: the scalar first, a pair only when both halves are given
         return (int(args[scalar]), int(args[scalar]))
+    if first in args and second in args:
+        return (int(args[first]), int(args[second]))
+    if (first in args or second in args) and default is None:  # Caffe2 ignores a lone stride or dilation half
+        raise NetDefError(f"'{first}' and '{second}' must be given together")
     return default

@@ -169,8 +169,14 @@ def _pool_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> li
     return [(x[0], x[1], out[0], out[1])]
 
 
+def _require_float(x: np.ndarray, op_type: str) -> None:
+    if not np.issubdtype(x.dtype, np.floating):  # Caffe2's CPU pooling is registered for float only
+        raise NetDefError(f"{op_type} needs a float tensor, found {x.dtype}")
+
+
 def _max_pool(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
     x = inputs[0]
+    _require_float(x, "MaxPool")
     window, out = _pool_window(args, x.shape)
     cols = _windows(x, window, out, -np.inf)
     return [np.ascontiguousarray(cols.max(axis=(4, 5)), dtype=np.float32)]
@@ -186,6 +192,7 @@ def _avg_pool(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> 
     """Caffe2's average: ``count_include_pad`` divides by the kernel area, else by the cells inside
     the image. ``legacy_pad`` changes only the output size, never the divisor."""
     x = inputs[0]
+    _require_float(x, "AveragePool")
     window, out = _pool_window(args, x.shape)
     sums = _windows(x, window, out, 0.0).sum(axis=(4, 5), dtype=np.float64)
     if int(args.get("count_include_pad", 0)) and not is_global(args):
@@ -237,6 +244,9 @@ def _spatial_bn(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -
 
 def _fc_dims(x: Sequence[int], w: Sequence[int], args: Mapping[str, Any]) -> tuple[int, int, int]:
     """Caffe2's FC: X flattened at ``axis`` to (M, K), W at ``axis_w`` to (N, K)."""
+    for key, shape in (("axis", x), ("axis_w", w)):  # Caffe2's canonical_axis_index: -rank <= axis < rank
+        if not -len(shape) <= int(args.get(key, 1)) < len(shape):
+            raise NetDefError(f"FC {key} {int(args.get(key, 1))} is out of range for shape {list(shape)}")
     axis = int(args.get("axis", 1)) % max(len(x), 1)
     axis_w = int(args.get("axis_w", 1)) % max(len(w), 1)
     m, k = int(np.prod(x[:axis], dtype=np.int64)), int(np.prod(x[axis:], dtype=np.int64))
