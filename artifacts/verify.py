@@ -291,8 +291,8 @@ def _check_provenance(release: Path, digests: _Digests, report: VerifyReport) ->
 
 
 def _subject_name(statement: dict) -> str:
-    subjects = statement.get("subject") or [{}]
-    return str(subjects[0].get("name", "(no subject)")) if isinstance(subjects[0], dict) else "(no subject)"
+    """The first subject's name (read_statements refuses a statement without a named subject)."""
+    return str(statement["subject"][0]["name"])
 
 
 def _check_signature(release: Path, public_key: Path | None, report: VerifyReport) -> None:

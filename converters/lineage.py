@@ -49,8 +49,9 @@ class LineageError(InputFileError):
 
 
 def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no spaces after separators: the same value, the same bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """JSON with sorted keys and no spaces after separators: the same value, the same bytes.
+    NaN and infinities are refused (ValueError): JSON has no such numbers."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def _check_digest(what: str, digest: object) -> str:

@@ -218,6 +218,20 @@ def test_a_weights_file_without_layers_is_named(tmp_path):
         read_weights(path)
 
 
+def test_layers_without_blobs_are_a_weights_file_with_no_weights(tmp_path):
+    """Layers but no blobs (a net saved before training, say): no weights, not "no Caffe layers"."""
+    assert read_weights(caffemodel(tmp_path, 'layer { name: "relu" type: "ReLU" }')) == {}
+    assert read_weights(caffemodel(tmp_path, 'layers { name: "relu" }')) == {}
+
+
+def test_a_fortran_ordered_array_is_written_in_caffes_c_order(tmp_path):
+    weights = np.asfortranarray(np.arange(24, dtype=np.float64).reshape(2, 3, 4) / 8)
+    path = tmp_path / "w.caffemodel"
+    write_caffemodel({"conv": [weights]}, path)
+    parsed = schema.NetParameter.FromString(path.read_bytes())
+    assert list(parsed.layer[0].blobs[0].data) == [i / 8 for i in range(24)]  # row-major, as Caffe reads it
+
+
 def test_written_caffemodels_carry_the_net_name_and_layer_types(tmp_path):
     net = build_net(net_of('name: "mynet"\n' + INPUT + 'layer { name: "s" type: "Scale" bottom: "data" top: "s" }'),
                     {"s": [np.arange(6, dtype=np.float64).reshape(2, 3)]})

@@ -799,3 +799,14 @@ def test_stamp_writes_the_documented_fields():
         ("zz", "kept"),
     ]
     assert read_lineage(model) == lineage
+
+
+@pytest.mark.parametrize("value, why", [
+    (float("nan"), "Out of range float values are not JSON compliant"),
+    (float("-inf"), "Out of range float values are not JSON compliant"),
+    ({1, 2}, "Object of type set is not JSON serializable"),
+])
+def test_settings_that_json_cannot_hold_are_refused_with_the_reason(value, why):
+    """JSON (RFC 8259) has no NaN or infinity: a lineage with them would not parse elsewhere."""
+    with pytest.raises(LineageError, match=f"^settings are not JSON: {why}$"):
+        FrozenSettings({"input_range": value})

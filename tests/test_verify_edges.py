@@ -801,3 +801,25 @@ def test_write_sha256sums_lists_every_file_but_itself(tmp_path):
     write_sha256sums(root, elsewhere)
     assert elsewhere.read_text().splitlines() == [f"{sha256(root / SUMS)}  {SUMS}",
                                                   *(root / SUMS).read_text().splitlines()]
+
+
+def test_a_sums_line_that_is_not_utf8_is_a_malformed_line(release):
+    """Bytes that are no UTF-8 make that line malformed (read with replacement), not a crash."""
+    lines = sums_lines(release)
+    (release / SUMS).write_bytes(f"{lines[0]}\n".encode() + b"\xff\xfe  caf\xe9.onnx\n"
+                                 + "".join(f"{line}\n" for line in lines[1:]).encode())
+    report = verify_release(release)
+    assert report.problems == ["SHA256SUMS line 2 is not '<sha256>  <file>'"]
+    assert report.checked["sha256sums"] == 11
+
+
+
+@pytest.mark.parametrize("subject, problem", [([], "subject is not a non-empty list"),
+                                              ([{"digest": {"sha256": Z64}}], "a subject has no name")])
+def test_a_statement_without_a_named_subject_is_refused_before_its_parents_are_read(release, subject, problem):
+    statements = load_statements(release)
+    statement = statement_of(statements, MODEL9)
+    statement["subject"] = subject
+    store_statements(release, statements)
+    line = statements.index(statement) + 1
+    assert verify_release(release).problems == [f"provenance: {STATEMENTS} line {line}: {problem}"]
