@@ -11,19 +11,19 @@ single-operator NetDef, or are written here (the sentences, a sum of eight value
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pytest
 
 from converters.caffe2 import schema
-from converters.caffe2.executor import OPERATORS, infer_shapes, run_net
+from converters.caffe2.executor import OPERATORS, run_net
 from converters.caffe2.netdef import Caffe2Model, make_op
 from converters.errors import NetDefError
 
 from real_caffe2 import RealCaffe2Error
 from real_caffe2.conformance import bound, max_error
+from test_executor_semantics import _model, _sentence, _shapes
 
 RNG = np.random.default_rng(23)
 
@@ -38,27 +38,6 @@ V5 = _f(5)
 B = 2.0 ** 24  # 2^24 + 1 is not a float32: a float32 running sum drops the 1 next to it
 CANCELLING = np.array([-B, 0, 1, B, 0, 0, 0, 0], np.float32).reshape(1, 1, 1, 8)  # exact sum 1
 INT_IMAGE = RNG.integers(-5, 5, size=(1, 2, 4, 4)).astype(np.int32)
-
-
-def _model(op_type: str, feeds: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray], name: str = "",
-           **args: Any) -> Caffe2Model:
-    """One operator reading the feeds then the weights and writing y."""
-    net = schema.NetDef(name="mutants")
-    inputs = [*feeds, *weights]
-    net.op.append(make_op(op_type, inputs, ["y"], name=name, **args))
-    net.external_input.extend(inputs)
-    net.external_output.append("y")
-    return Caffe2Model(net, dict(weights), {k: v.shape for k, v in feeds.items()})
-
-
-def _shapes(model: Caffe2Model) -> dict[str, tuple[int, ...]]:
-    given = {**model.input_shapes, **{k: v.shape for k, v in model.weights.items()}}
-    return {k: v for k, v in infer_shapes(model.predict_net, given).items() if k not in given}
-
-
-def _sentence(model: Caffe2Model, reason: str) -> str:
-    op = model.predict_net.op[0]
-    return f"^{re.escape(f'operator 0 ({op.type} {op.name!r} -> {list(op.output)}): {reason}')}$"
 
 
 # id: (op type, feeds, weights, name, args)
@@ -87,7 +66,7 @@ COMPUTED: dict[str, tuple[str, dict, dict, str, dict]] = {
 @pytest.mark.parametrize("case", COMPUTED)
 def test_computes_as_real_caffe2(case: str, real_caffe2) -> None:
     op_type, feeds, weights, name, args = COMPUTED[case]
-    model = _model(op_type, feeds, weights, name, **args)
+    model = _model(op_type, feeds, weights, name=name, **args)
     (theirs,) = real_caffe2.run(model, feeds).values()
     (ours,) = run_net(model, feeds).values()
     assert (ours.dtype, ours.shape) == (theirs.dtype, theirs.shape)
