@@ -60,6 +60,9 @@ COMPUTED: dict[str, tuple[str, dict, dict, str, dict]] = {
     "pow-broadcast-axis-1": ("Pow", {"x": POSITIVE}, {"e": _f(4)}, "", dict(broadcast=1, axis=1)),
     "pow-broadcast-trailing": ("Pow", {"x": POSITIVE}, {"e": _f(11)}, "", dict(broadcast=1)),
     "cast-without-to": ("Cast", {}, {"x": _f(2, 3, dtype=np.float64)}, "", {}),  # Caffe2's default is FLOAT
+    # Caffe2's GetCastDataType: a string "to" is a type name, upper-cased before it is looked up
+    "cast-to-a-lower-case-name": ("Cast", {"x": X}, {}, "", dict(to="int32")),
+    "cast-to-an-upper-case-name": ("Cast", {"x": X}, {}, "", dict(to="DOUBLE")),
 }
 
 
@@ -93,6 +96,7 @@ REFUSED: dict[str, tuple[str, dict, dict, dict, str]] = {
                                "FC axis 5 is out of range for shape [1, 4, 10, 11]"),
     "fc-default-axis-w-on-1d-weight": ("FC", {"x": _f(2, 5)}, {"w": _f(5), "b": _f(1)}, {},
                                        "FC axis_w 1 is out of range for shape [5]"),
+    "cast-to-an-unknown-name": ("Cast", {"x": X}, {}, dict(to="int33"), "Cast to 'int33': not a Caffe2 data type"),
 }
 
 

@@ -153,3 +153,13 @@ def test_fc_without_its_bias_is_refused_before_export():
     model = _model("FC", {"x": ROWS}, {"w": _f(3, 12)}, ["y"])
     with pytest.raises(NetDefError, match=r"^operator 0 \(FC 'fc'\) has 2 inputs; Caffe2's schema expects 3$"):
         caffe2_to_onnx(model, ExportOptions(opset=9))
+
+
+@pytest.mark.parametrize("to", ["int64", "DOUBLE", 2])
+def test_cast_to_a_type_name_or_code_exports_as_real_caffe2_computes(to: Any, real_caffe2) -> None:
+    """Caffe2 reads a string ``to`` as a type name in any case (GetCastDataType)."""
+    model = _model("Cast", {"x": X4 * 4}, {}, ["y"], to=to)
+    (theirs,) = real_caffe2.run(model, {"x": X4 * 4}, fetch=["y"]).values()
+    for opset in (5, 13):  # Cast-1 (the type by name) and Cast-6 onward (by code)
+        (ours,) = run_with("reference" if opset < 7 else "onnxruntime", _export(model, opset), {"x_0": X4 * 4}).values()
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), opset

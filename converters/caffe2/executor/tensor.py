@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.caffe2 import schema
 from converters.caffe2.executor.operator import MANY, Operator, Shape, require_test_mode, same_shape
 from converters.errors import NetDefError
 
@@ -339,8 +340,20 @@ def _argmax_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> 
     return [tuple(shape)]
 
 
+def cast_code(args: Mapping[str, Any]) -> int:
+    """Cast's ``to`` as a caffe2.TensorProto code: an int, or a type name in any case ("int32"),
+    as Caffe2's GetCastDataType reads it (default FLOAT)."""
+    to = args.get("to", 1)
+    if not isinstance(to, str):
+        return int(to)
+    try:
+        return schema.TensorProto.DataType.Value(to.upper())
+    except ValueError:
+        raise NetDefError(f"Cast to {to!r}: not a Caffe2 data type") from None
+
+
 def _cast_type(args: Mapping[str, Any]) -> Any:
-    to = int(args.get("to", 1))
+    to = cast_code(args)
     if to not in _CAST_TYPES:
         raise NetDefError(f"Cast to data type {to} is not supported")
     return _CAST_TYPES[to]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converters.caffe2.executor.tensor import concat_axis, slice_bounds
+from converters.caffe2.executor.tensor import cast_code, concat_axis, slice_bounds
 from converters.errors import ExportError
 from converters.onnx.context import OpEmitter
 from converters.onnx.handlers.base import Handler
@@ -166,7 +166,7 @@ class Cast(Handler):
 
     @classmethod
     def _target(cls, e: OpEmitter) -> tuple[int, str]:
-        to = int(e.args.get("to", 1))
+        to = cast_code(e.args)
         if to not in _CAST_TARGETS:
             raise ExportError(f"{e.label}: Cast to Caffe2 data type {to} cannot be exported")
         return _CAST_TARGETS[to]
