@@ -96,6 +96,16 @@ REFUSED: dict[str, tuple[str, dict, dict, dict, str]] = {
                                "FC axis 5 is out of range for shape [1, 4, 10, 11]"),
     "fc-default-axis-w-on-1d-weight": ("FC", {"x": _f(2, 5)}, {"w": _f(5), "b": _f(1)}, {},
                                        "FC axis_w 1 is out of range for shape [5]"),
+    "fc-2d-bias": ("FC", {"x": _f(2, 5)}, {"w": _f(3, 5), "b": _f(1, 3)}, {},
+                   "FC bias shape [1, 3] is not [3], one value per output"),
+    "fc-column-bias": ("FC", {"x": _f(2, 5)}, {"w": _f(3, 5), "b": _f(3, 1)}, {},
+                       "FC bias shape [3, 1] is not [3], one value per output"),
+    "conv-2d-bias": ("Conv", {"x": X}, {"w": _f(2, 4, 3, 3), "b": _f(1, 2)}, dict(kernel=3),
+                     "Conv bias shape [1, 2] is not [2], one value per output"),
+    "convtranspose-2d-bias": ("ConvTranspose", {"x": X}, {"w": _f(4, 2, 3, 3), "b": _f(2, 1)}, dict(kernel=3),
+                              "ConvTranspose bias shape [2, 1] is not [2], one value per output"),
+    "convtranspose-bias-of-another-size": ("ConvTranspose", {"x": X}, {"w": _f(4, 2, 3, 3), "b": _f(3)},
+                                           dict(kernel=3), "ConvTranspose bias shape [3] is not [2], one value per output"),
     "cast-to-an-unknown-name": ("Cast", {"x": X}, {}, dict(to="int33"), "Cast to 'int33': not a Caffe2 data type"),
 }
 

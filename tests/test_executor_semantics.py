@@ -200,16 +200,16 @@ MISFITS: dict[str, tuple[str, dict, dict, int, dict, str]] = {
                                             "Conv weight shape [3, 2, 3, 3] does not fit input [1, 4, 10, 11] "
                                             "with group 2"),
     "conv-bias-size": ("Conv", {"x": X}, {"w": _f(2, 4, 3, 3), "b": _f(4)}, 1, dict(kernel=3),
-                       "Conv bias shape [4] does not match 2 outputs"),
+                       "Conv bias shape [4] is not [2], one value per output"),
     "spatialbn-scale-size": ("SpatialBN", {"x": X}, {"s": _f(3), "b": _f(4), "m": _f(4), "v": np.ones(4, np.float32)},
                              1, dict(is_test=1), "SpatialBN input 1 has shape [3], expected [4]"),
     "fc-bias-size": ("FC", {"x": X}, {"w": _f(3, 440), "b": _f(4)}, 1, {},
-                     "FC bias shape [4] does not match 3 outputs"),
+                     "FC bias shape [4] is not [3], one value per output"),
     "concat-second-input-off-axis": ("Concat", {"x": X, "z": _f(1, 3, 9, 11)}, {}, 2, dict(axis=1),
                                      "Concat inputs [[1, 4, 10, 11], [1, 3, 9, 11]] differ off axis 1"),
     "pow-without-exponent": ("Pow", {"x": X}, {}, 1, {}, "Pow needs an 'exponent' argument or a second input"),
     "conv-bias-of-one-for-two-outputs": ("Conv", {"x": X}, {"w": _f(2, 4, 3, 3), "b": _f(1)}, 1, dict(kernel=3),
-                                         "Conv bias shape [1] does not match 2 outputs"),
+                                         "Conv bias shape [1] is not [2], one value per output"),
 }
 
 

@@ -63,7 +63,7 @@ def _conv_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> li
             f"Conv weight shape {list(w)} does not fit input {list(x)} with group {group}"
         )
     if len(shapes) > 2 and tuple(shapes[2]) != (w[0],):
-        raise NetDefError(f"Conv bias shape {list(shapes[2])} does not match {w[0]} outputs")
+        raise NetDefError(f"Conv bias shape {list(shapes[2])} is not [{w[0]}], one value per output")
     _, (oh, ow) = _conv_window(args, x, w)
     return [(x[0], w[0], oh, ow)]
 
@@ -114,6 +114,8 @@ def _deconv_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> 
     x, w = shapes[0], shapes[1]
     group = _deconv_group(x, w, args)
     _, out = _deconv_geometry(args, x, w)
+    if len(shapes) > 2 and tuple(shapes[2]) != (w[1] * group,):  # Caffe2: "bias must be 1D tensor" of M
+        raise NetDefError(f"ConvTranspose bias shape {list(shapes[2])} is not [{w[1] * group}], one value per output")
     return [(x[0], w[1] * group, out[0], out[1])]
 
 
@@ -259,8 +261,8 @@ def _fc_dims(x: Sequence[int], w: Sequence[int], args: Mapping[str, Any]) -> tup
 def _fc_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
     x, w, b = shapes[0], shapes[1], shapes[2]
     _, _, outputs = _fc_dims(x, w, args)
-    if int(np.prod(b, dtype=np.int64)) != outputs:
-        raise NetDefError(f"FC bias shape {list(b)} does not match {outputs} outputs")
+    if tuple(b) != (outputs,):  # Caffe2 enforces b.dim() == 1 and b.numel() == N
+        raise NetDefError(f"FC bias shape {list(b)} is not [{outputs}], one value per output")
     axis = int(args.get("axis", 1)) % len(x)
     return [tuple(x[:axis]) + (outputs,)]
 
