@@ -171,12 +171,13 @@ def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, str]:
 
 
 def committed_revision(repo: Path) -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, check=True, capture_output=True,
+    """HEAD's full commit id; a run mutates this one commit in every group, whatever lands meanwhile."""
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True,
                           text=True).stdout.strip()
 
 
-def prepare(group: Group, work: Path, repo: Path) -> Path:
-    """A fresh copy of the committed tree (HEAD) with the group's mutmut settings; returns its folder.
+def prepare(group: Group, work: Path, repo: Path, revision: str = "HEAD") -> Path:
+    """A fresh copy of the committed tree at ``revision`` with the group's mutmut settings; returns its folder.
 
     The committed tree, not the checkout: a score belongs to a commit, and a half-made edit in the
     checkout (a bug planted by hand to see a test fail, say) must never be what gets mutated.
@@ -185,7 +186,7 @@ def prepare(group: Group, work: Path, repo: Path) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=repo, check=True,
+    archive = subprocess.run(["git", "archive", "--format=tar", revision], cwd=repo, check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     settings = {
@@ -374,13 +375,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[tuple[str, ModuleScore]] = []
     report = ["# Mutation testing report", ""]
     seen: dict[str, ModuleScore] = {}
+    revision = committed_revision(REPO)
     if not args.report_only:
-        print(f"mutating the committed tree at {committed_revision(REPO)} (uncommitted edits are not included)")
+        print(f"mutating the committed tree at {revision[:7]} (uncommitted edits are not included)")
     for group in groups:
         folder = args.work / group.name
         if not args.report_only:
             print(f"[{group.name}] mutating {' '.join(group.modules)}", flush=True)
-            folder = prepare(group, args.work, REPO)
+            folder = prepare(group, args.work, REPO, revision)
             every = mutant_names(folder, args.max_children)
             chosen = sample(every, args.sample, args.seed)
             print(f"[{group.name}] {len(chosen)} of {len(every)} mutants", flush=True)

@@ -90,3 +90,9 @@ def test_the_committed_tree_is_mutated_not_the_checkout(mutation, tmp_path):
     assert not (folder / "untracked.py").exists()
     settings = (folder / "pyproject.toml").read_text()
     assert settings.startswith("[project]") and 'only_mutate = ["pkg/*.py"]' in settings
+    # a run fixes its commit at the start: a commit landing while it runs reaches no later group
+    first = mutation.committed_revision(repo)
+    (repo / "pkg" / "mod.py").write_text("X = 3\n")
+    subprocess.run([*git, "commit", "-qam", "later"], check=True)
+    later = mutation.prepare(mutation.Group("h", ("pkg/*.py",), ("tests/t.py",), ""), tmp_path / "work", repo, first)
+    assert (later / "pkg" / "mod.py").read_text() == "X = 1\n"
