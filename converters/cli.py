@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from converters import api
+from converters import __version__, api
 from converters.errors import ZooforgeError
 from converters.interrupts import Interrupted, exit_status, raise_on_termination
 from versioning import latest_opset, opset_info
@@ -38,8 +38,11 @@ class ZooCommand(click.Command):
 
 
 def zoo_command(**settings):  # noqa: ANN003, ANN201 - click.command with zooforge's defaults
+    """``click.command`` as every zoo-* command is made: ZooCommand, ``-h``/``--help`` and ``--version``."""
     settings.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
-    return click.command(cls=ZooCommand, **settings)
+    version = click.version_option(__version__, "--version", message="%(prog)s (zooforge) %(version)s",
+                                   help="Show zooforge's version and exit.")
+    return lambda function: click.command(cls=ZooCommand, **settings)(version(function))
 
 
 class FiniteFloat(click.ParamType):

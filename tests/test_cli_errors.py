@@ -261,3 +261,23 @@ def test_netdef_real_caffe2_refuses_is_one_error_line(case, tmp_path, out_dir):
     predict, init = _netdef_pair(tmp_path, ops, weights, init_ops)
     result = convert(predict, "--init-net", init, "--input-shape", "1,1,4,4", "-o", out_dir / "m.onnx")
     assert_clean_failure(result, out_dir, mention)
+
+
+def _zoo_commands() -> list:
+    from importlib import metadata
+
+    return sorted((e for e in metadata.entry_points(group="console_scripts") if e.name.startswith("zoo-")),
+                  key=lambda e: e.name)
+
+
+def test_every_command_says_its_version_and_exits_0():
+    """The version comes from the installed distribution's metadata, not from zooforge's code."""
+    from importlib import metadata
+
+    commands = _zoo_commands()
+    assert [e.name for e in commands] == ["zoo-convert", "zoo-eval", "zoo-lineage", "zoo-package", "zoo-quantize",
+                                          "zoo-validate", "zoo-verify"]
+    for entry in commands:
+        result = CliRunner().invoke(entry.load(), ["--version"], prog_name=entry.name)
+        assert result.exit_code == 0, (entry.name, result.output)
+        assert result.output == f"{entry.name} (zooforge) {metadata.version('zooforge')}\n"
