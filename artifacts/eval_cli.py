@@ -63,7 +63,8 @@ def main(models: tuple[Path, ...], dataset: Path, preset: str, limit: int | None
         report = evaluate(models, data, preprocess, limit, progress=bar.update)
     if json_path is not None:
         try:
-            atomic_write_bytes(json_path, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
+            text = json.dumps(report.to_dict(), indent=2, allow_nan=False)  # JSON has no NaN
+            atomic_write_bytes(json_path, (text + "\n").encode())
         except OSError as exc:
             raise InputFileError(f"cannot write the report {json_path}: {exc.strerror or exc}") from None
     click.echo(f"{report.samples} samples of {report.dataset}; {report.preprocess}")

@@ -76,15 +76,16 @@ class Comparison:
 
     name: str
     reference: str
-    top1_drop_percent: float
-    top5_drop_percent: float
-    speedup: float
+    top1_drop_percent: float | None  # None where the reference scores 0: no ratio to it exists
+    top5_drop_percent: float | None
+    speedup: float | None  # None where the model's latency was not measured
 
     def sentence(self, with_speed: bool = True) -> str:
         """The seed's sentence; without the speed-up (machine-dependent) for reproducible releases."""
-        accuracy = (f"{self.name}'s top-1 accuracy drop ratio is {self.top1_drop_percent:.2f}%"
-                    f"{',' if with_speed else ' and'} top-5 accuracy drop ratio is {self.top5_drop_percent:.2f}%")
-        return accuracy + (f" and performance improvement is {self.speedup:.2f}x" if with_speed else "")
+        accuracy = (f"{self.name}'s top-1 accuracy drop ratio is {_percent(self.top1_drop_percent)}"
+                    f"{',' if with_speed else ' and'} top-5 accuracy drop ratio is {_percent(self.top5_drop_percent)}")
+        speed = "unmeasured" if self.speedup is None else f"{self.speedup:.2f}x"
+        return accuracy + (f" and performance improvement is {speed}" if with_speed else "")
 
     def to_dict(self) -> dict:
         return {
@@ -121,7 +122,7 @@ class EvalReport:
                 reference=base.name,
                 top1_drop_percent=_drop(base.top1, m.top1),
                 top5_drop_percent=_drop(base.top5, m.top5),
-                speedup=base.latency_1thread_ms / m.latency_1thread_ms if m.latency_1thread_ms else float("nan"),
+                speedup=base.latency_1thread_ms / m.latency_1thread_ms if m.latency_1thread_ms else None,
             )
             for m in self.models[1:]
         ]
@@ -153,8 +154,12 @@ class EvalReport:
         }
 
 
-def _drop(reference: float, value: float) -> float:
-    return (reference - value) / reference * 100.0 if reference else float("nan")
+def _drop(reference: float, value: float) -> float | None:
+    return (reference - value) / reference * 100.0 if reference else None
+
+
+def _percent(drop: float | None) -> str:
+    return "undefined (the reference scores 0)" if drop is None else f"{drop:.2f}%"
 
 
 def evaluate(

@@ -173,3 +173,18 @@ def test_bad_dataset_path_exits_2(lenet, work):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "missing" in lines[0]
     assert not (work / "x.onnx").exists()
+
+
+def test_a_reference_that_scores_0_gives_no_drop_ratio_and_the_report_stays_json():
+    """(0 - x) / 0 has no value: the sentence says so and the JSON holds null, never NaN."""
+    from artifacts.evaluate import EvalReport, ModelScore
+
+    def score(name: str, top1: int, top5: int, latency: float) -> ModelScore:
+        return ModelScore(name, f"{name}.onnx", 10, top1, top5, latency, latency)
+
+    report = EvalReport([score("fp32", 0, 4, 2.0), score("int8", 1, 2, 0.0)], "d", "p", 10, None)
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    (comparison,) = data["comparisons"]
+    assert (comparison["top1_drop_percent"], comparison["top5_drop_percent"], comparison["speedup"]) == (None, 50.0, None)
+    assert comparison["sentence"] == ("int8's top-1 accuracy drop ratio is undefined (the reference scores 0), top-5 "
+                                      "accuracy drop ratio is 50.00% and performance improvement is unmeasured")
