@@ -102,7 +102,7 @@ GROUPS: tuple[Group, ...] = (
         "caffe2-executor",
         ("converters/caffe2/executor/*.py",),
         ("tests/test_caffe2_conformance.py", "tests/test_layers.py", "tests/test_executor_refusals.py",
-         "tests/test_executor_semantics.py", "tests/test_executor_mutants.py"),
+         "tests/test_executor_semantics.py", "tests/test_executor_mutants.py", "tests/test_executor_mutants_2.py"),
         "the NumPy executor of NetDefs, against real Caffe2 op by op and OpenCV layer by layer",
     ),
     Group(
@@ -110,7 +110,8 @@ GROUPS: tuple[Group, ...] = (
         ("converters/onnx/*.py", "converters/onnx/handlers/*.py"),
         ("tests/test_layers.py", "tests/test_handler_coverage.py", "tests/test_roundtrip.py",
          "tests/test_frontend_graph.py", "tests/test_handler_sweep.py", "tests/test_handler_mutants_nn.py",
-         "tests/test_handler_mutants_elementwise.py"),
+         "tests/test_handler_mutants_elementwise.py", "tests/test_handler_mutants_2.py",
+         "tests/test_handler_mutants_tensor.py"),
         "NetDef -> ONNX handlers and naming, against onnxruntime, the reference evaluator and OpenCV",
     ),
     Group(

@@ -191,7 +191,8 @@ class AveragePool(Handler):
 
 class LRN(Handler):
     """LRN with Caffe2's defaults (alpha 0, beta 0, bias 1). With alpha 0 the window sum drops out,
-    y = x * bias^-beta, and that is what is emitted: onnxruntime refuses an LRN with alpha 0."""
+    y = x * bias^-beta, and with beta 0 the scale is raised to 0, y = x (= x * bias^-0): that is what
+    is emitted then, as onnxruntime refuses an LRN with alpha 0 or with beta 0."""
 
     caffe2_type = "LRN"
     emits = ("LRN", "Mul")
@@ -200,7 +201,7 @@ class LRN(Handler):
     def version_1(cls, e: OpEmitter) -> None:
         e.unused_outputs_only(1)
         alpha, beta, bias = float(e.args.get("alpha", 0)), float(e.args.get("beta", 0)), float(e.args.get("bias", 1.0))
-        if alpha == 0:
+        if alpha == 0 or beta == 0:
             factor = e.const("lrn_factor", np.asarray(np.float32(bias) ** np.float32(-beta), np.float32).reshape(1))
             e.node("Mul", [e.inputs[0], factor], e.outputs[:1], **({"broadcast": 1} if e.opset < 7 else {}))
             return

@@ -90,6 +90,8 @@ class Slice(Handler):
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
         starts, ends, axes = cls._ranges(e)
+        if not axes:  # nothing cut: Slice-1's list attributes cannot be empty, so take all of axis 0
+            starts, ends, axes = [0], [_INT64_MAX], [0]
         e.node("Slice", e.inputs[:1], e.outputs[:1], starts=starts, ends=ends, axes=axes)
 
     @classmethod
