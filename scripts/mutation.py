@@ -119,6 +119,8 @@ GROUPS: tuple[Group, ...] = (
         ("converters/caffe2/translate.py", "converters/caffe2/netdef.py"),
         ("tests/test_caffe2_conformance.py", "tests/test_layers.py", "tests/test_roundtrip.py",
          "tests/test_netdef_files.py", "tests/test_translate_limits.py", "tests/test_netdef_mutants.py",
+         "tests/test_translate_pool_and_blob_names.py", "tests/test_translate_conv_ip_flatten.py",
+         "tests/test_translate_slice_global_pool.py",
          "tests/test_hostile.py::test_caffe_parameter_caffe_rejects"),
         "Caffe -> NetDef translation and the NetDef schema, against real Caffe2 and its frontend",
     ),

@@ -106,6 +106,12 @@ REFUSED: dict[str, tuple[str, dict, dict, dict, str]] = {
                               "ConvTranspose bias shape [2, 1] is not [2], one value per output"),
     "convtranspose-bias-of-another-size": ("ConvTranspose", {"x": X}, {"w": _f(4, 2, 3, 3), "b": _f(3)},
                                            dict(kernel=3), "ConvTranspose bias shape [3] is not [2], one value per output"),
+    "conv-3d-input": ("Conv", {"x": _f(1, 4, 10)}, {"w": _f(2, 4, 3, 3)}, dict(kernel=3),
+                      "expected a 4-D NCHW tensor, found shape [1, 4, 10]"),
+    "add-shapes-that-do-not-broadcast": ("Add", {"x": X}, {"w": _f(5)}, {},
+                                         "shapes [1, 4, 10, 11] and [5] do not broadcast (NumPy's rule, broadcast=0)"),
+    "prelu-slope-of-3-for-4-channels": ("PRelu", {"x": X}, {"w": _f(3)}, {},
+                                        "PRelu slope shape [3] fits neither 1 nor 4 channels"),
     "cast-to-an-unknown-name": ("Cast", {"x": X}, {}, dict(to="int33"), "Cast to 'int33': not a Caffe2 data type"),
 }
 

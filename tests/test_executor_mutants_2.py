@@ -29,7 +29,6 @@ from test_executor_semantics import _f, _model, _sentence, _shapes
 X = _f(1, 4, 10, 11)
 TINY = _f(1, 1, 2, 2)  # a window of 3 fits only with a pad of 1
 SHORT = _f(1, 4, 1, 5)  # H = 1: Caffe's ceil rounding gives an empty output along the height
-LINE = _f(1, 4, 10)  # 3-D: Caffe2's 2-D Conv refuses it (X.dim() == filter.dim())
 
 
 def _assert_as_real_caffe2(model, feeds, real_caffe2) -> None:
@@ -58,29 +57,6 @@ COMPUTED: dict[str, tuple[str, dict, dict, str, dict]] = {
 def test_computes_as_real_caffe2(case: str, real_caffe2) -> None:
     op_type, feeds, weights, name, args = COMPUTED[case]
     _assert_as_real_caffe2(_model(op_type, feeds, weights, name=name, **args), feeds, real_caffe2)
-
-
-# id: (op type, feeds, weights, outputs, args, zooforge's reason)
-REFUSED: dict[str, tuple[str, dict, dict, int, dict, str]] = {
-    "conv-3d-input": ("Conv", {"x": LINE}, {"w": _f(2, 4, 3, 3)}, 1, dict(kernel=3),
-                      "expected a 4-D NCHW tensor, found shape [1, 4, 10]"),
-    "add-shapes-that-do-not-broadcast": ("Add", {"x": X}, {"w": _f(5)}, 1, {},
-                                         "shapes [1, 4, 10, 11] and [5] do not broadcast (NumPy's rule, broadcast=0)"),
-    "prelu-slope-of-3-for-4-channels": ("PRelu", {"x": X}, {"w": _f(3)}, 1, {},
-                                        "PRelu slope shape [3] fits neither 1 nor 4 channels"),
-}
-
-
-@pytest.mark.parametrize("case", REFUSED)
-def test_refuses_what_real_caffe2_refuses(case: str, real_caffe2) -> None:
-    op_type, feeds, weights, n_out, args, reason = REFUSED[case]
-    model = _model(op_type, feeds, weights, n_out, **args)
-    with pytest.raises(RealCaffe2Error):
-        real_caffe2.run(model, feeds)
-    with pytest.raises(NetDefError, match=_sentence(model, reason)):
-        run_net(model, feeds)
-    with pytest.raises(NetDefError, match=_sentence(model, reason)):
-        _shapes(model)
 
 
 def test_an_empty_output_along_the_height_is_refused(real_caffe2) -> None:

@@ -39,7 +39,7 @@ from converters.caffe.net import CaffeLayer, CaffeNet
 from converters.caffe.params import spatial
 from converters.caffe.upgrade import upgrade_net
 from converters.caffe.weights import WeightTable
-from converters.caffe2.translate import TRANSLATORS, Translation
+from converters.caffe2.translate import TRANSLATORS, Translation, check_blob_counts
 from converters.errors import UnsupportedLayerError
 
 Shape = tuple[int, ...]
@@ -88,6 +88,8 @@ def synthetic_weights(
                 f"layer '{layer.name}' has type '{layer.type}', for which zooforge can neither "
                 "convert nor synthesize weights"
             )
+        t.layer = layer
+        check_blob_counts(t, layer)  # the blobs Caffe allows, as translate() checks them
         if layer.type in WEIGHTED_LAYER_TYPES:
             bottoms = [t.shape(blob) for blob in layer.bottoms]
             rng = _layer_generator(seed, layer.name)

@@ -39,6 +39,8 @@ class Translation:
         self.layer: CaffeLayer | None = None
         self._used_blobs = 0
         self._op_names: set[str] = set()  # unique: the historical frontend makes them ONNX node names
+        # Caffe allows any blob name ("_<layer>_<suffix>" too): helper blobs must not take one.
+        self._taken: set[str] = {*net.inputs, *(b for layer in net.layers for b in (*layer.bottoms, *layer.tops))}
 
     @property
     def where(self) -> str:
@@ -70,8 +72,10 @@ class Translation:
         return name
 
     def temp(self, suffix: str) -> str:
-        """A name for a blob private to the current layer."""
-        return f"_{self.layer.name}_{suffix}"
+        """A name for a blob private to the current layer: ``_<layer>_<suffix>``, with ``_2``, ...
+        added if a blob of the Caffe net or an earlier blob of the NetDef has it already."""
+        self._taken.update(self.shapes)
+        return fresh_name(f"_{self.layer.name}_{suffix}", self._taken)
 
     def blob(self, index: int, shape: Shape) -> np.ndarray:
         """Weight blob ``index`` of the current layer, of exactly ``shape`` as Caffe requires (or
@@ -141,7 +145,7 @@ _BLOB_COUNTS: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
 }
 
 
-def _check_blob_counts(t: Translation, layer: CaffeLayer) -> None:
+def check_blob_counts(t: Translation, layer: CaffeLayer) -> None:
     """Refuse what Caffe refuses: a translator reads only the bottoms and tops Caffe allows."""
     bottoms, tops = _BLOB_COUNTS[layer.type]
     if layer.type == "Pooling" and layer.param.pooling_param.pool != 0:
@@ -171,7 +175,7 @@ def translate(net: CaffeNet) -> Caffe2Model:
                 f"supported types: {', '.join(sorted(TRANSLATORS))}"
             )
         t.begin_layer(layer)
-        _check_blob_counts(t, layer)
+        check_blob_counts(t, layer)
         translator(t, layer)
         t.end_layer()
     t.layer = None
@@ -357,7 +361,7 @@ def _inner_product(t: Translation, layer: CaffeLayer) -> None:
     axis = t.axis(p.axis, len(shape))
     if p.num_output < 1:
         raise CaffeModelError(f"{t.where}: num_output must be at least 1, found {p.num_output}")
-    inner = int(np.prod(shape[axis:], dtype=np.int64))
+    inner = math.prod(shape[axis:])  # exact: an int64 product wraps for huge declared shapes
     if p.transpose:
         w = t.blob(0, (inner, p.num_output)).T
     else:
