@@ -351,6 +351,15 @@ EDITS = {
                               ("layer 'pool1'", "takes 1 top blob(s)")),
     "max-pool-mask-top": ('  top: "pool1"\n  pooling_param', '  top: "pool1"\n  top: "mask"\n  pooling_param',
                           ("layer 'pool1'", "the mask top 'mask' of MAX pooling cannot be converted")),
+    "convolution-without-kernel": ("    kernel_size: 5\n    stride: 1", "    stride: 1", ("layer 'conv1' (Convolution): kernel_size is required",)),
+    "flatten-end-axis-before-axis": ('layer {\n  name: "relu1"',
+                                     ('layer {\n  name: "f"\n  type: "Flatten"\n  bottom: "ip1"\n  top: "ip1"\n'
+                                      '  flatten_param { axis: 1 end_axis: 0 }\n}\nlayer {\n  name: "relu1"'),
+                                     ("layer 'f' (Flatten): end_axis 0 comes before axis 1",)),
+    "slice-point-0": ('layer {\n  name: "relu1"',
+                      ('layer {\n  name: "s"\n  type: "Slice"\n  bottom: "ip1"\n  top: "a"\n  top: "b"\n'
+                       '  slice_param { axis: 1 slice_point: 0 }\n}\nlayer {\n  name: "relu1"'),
+                      ("layer 's' (Slice): slice points [0] do not increase within 500",)),
     "convolution-pairs": ('  bottom: "data"\n  top: "conv1"', '  bottom: "data"\n  bottom: "data"\n  top: "conv1"\n  top: "c"',
                           ("layer 'conv1'", "2 bottom/top pairs sharing one set of weights cannot be converted")),
     "convolution-unpaired": ('  bottom: "data"\n  top: "conv1"', '  bottom: "data"\n  bottom: "data"\n  top: "conv1"',
