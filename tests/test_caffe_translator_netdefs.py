@@ -91,6 +91,7 @@ def alexnet_pair(alexnet, real_caffe2, tmp_path_factory) -> tuple[Path, Path]:
     return real_caffe2.translate(*alexnet, tmp_path_factory.mktemp("alexnet-c2"))
 
 
+@pytest.mark.slow  # about 90 s: the historical caffe_translator runs on pure-Python protobuf
 def test_alexnet_translator_pair_with_value_info(real_caffe2, alexnet, alexnet_pair, tmp_path: Path) -> None:
     prototxt, caffemodel = alexnet
     value_info = tmp_path / "value_info.json"  # as the Caffe2 model zoo published it

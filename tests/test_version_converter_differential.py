@@ -62,6 +62,7 @@ def test_small_nets_every_opset(shared: Path, name: str) -> None:
     _differential(name, model, targets, scale)
 
 
+@pytest.mark.slow  # about 40 s: onnx's version_converter on the 233 MiB AlexNet, six opsets
 def test_alexnet_from_opset_9(shared: Path) -> None:
     model = convert_builtin("alexnet", ConvertOptions(opset=9, input_shapes=(1, 3, 227, 227))).onnx_model
     outcome = _differential("bvlcalexnet-9", model, ALEXNET_TARGETS, 128.0)
