@@ -249,8 +249,8 @@ def _fc_dims(x: Sequence[int], w: Sequence[int], args: Mapping[str, Any]) -> tup
     for key, shape in (("axis", x), ("axis_w", w)):  # Caffe2's canonical_axis_index: -rank <= axis < rank
         if not -len(shape) <= int(args.get(key, 1)) < len(shape):
             raise NetDefError(f"FC {key} {int(args.get(key, 1))} is out of range for shape {list(shape)}")
-    axis = int(args.get("axis", 1)) % max(len(x), 1)
-    axis_w = int(args.get("axis_w", 1)) % max(len(w), 1)
+    axis = int(args.get("axis", 1)) % len(x)  # in range: checked just above
+    axis_w = int(args.get("axis_w", 1)) % len(w)
     m, k = int(np.prod(x[:axis], dtype=np.int64)), int(np.prod(x[axis:], dtype=np.int64))
     n, k_w = int(np.prod(w[:axis_w], dtype=np.int64)), int(np.prod(w[axis_w:], dtype=np.int64))
     if k != k_w:
