@@ -1,1 +1,1 @@
-"""Release artifacts: test data, tarballs, manifests, README tables, validation and release builds."""
+"""Release artifacts, one room per concern: release, validation, quantization and provenance."""

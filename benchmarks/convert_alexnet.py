@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from converters.builtin import builtin_model, load_builtin
-from converters.caffe.weights import write_caffemodel
+from zooforge.converters.builtin import builtin_model, load_builtin
+from zooforge.converters.caffe.weights import write_caffemodel
 
 
 def measure(command: list[str]) -> tuple[float, float]:
@@ -50,7 +50,7 @@ def main() -> None:
         del net
         prototxt = builtin_model("alexnet").prototxt
         command = [
-            sys.executable, "-m", "converters.cli", str(prototxt), str(weights),
+            sys.executable, "-m", "zooforge.converters.cli", str(prototxt), str(weights),
             "--to-opset", str(args.opset), "-o", str(folder / "alexnet.onnx"),
         ]
         runs = [measure(command) for _ in range(args.runs)]

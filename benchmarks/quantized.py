@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from artifacts.evaluate import measure_latency
-from artifacts.preprocess import SeededReader, get_preset
-from artifacts.quantize import QuantizeSettings, calibration_reader, model_input, quantize_model, value_range
-from converters.api import ConvertOptions, convert_builtin
+from zooforge.artifacts.quantization.evaluate import measure_latency
+from zooforge.artifacts.quantization.preprocess import SeededReader, get_preset
+from zooforge.artifacts.quantization.quantize import QuantizeSettings, calibration_reader, model_input, quantize_model, value_range
+from zooforge.converters.api import ConvertOptions, convert_builtin
 
 
 def main() -> None:

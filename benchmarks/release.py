@@ -8,7 +8,7 @@ Both run as child processes; wall time and peak resident memory come from ``os.w
   baseline does (the issue's target: under 40 s and 1.5 GB on 2 cores); and, reported beside it,
   the default release, which adds the int8 and QDQ variants.
 * naive baseline (``--baseline OUT``, run by this script in a child process): the same job the
-  simple way. ``converters.api.convert_builtin`` makes the opset-12 model once; every other opset
+  simple way. ``zooforge.converters.api.convert_builtin`` makes the opset-12 model once; every other opset
   comes from ``onnx.version_converter.convert_version`` where that works, else (recorded and
   reported) from zooforge's converter. Models are written with plain ``onnx.save``, the expected
   outputs come from the Caffe2 executor on the source NetDef, test data is written as TensorProtos
@@ -78,7 +78,7 @@ def _run_naive(path: Path, opset: int, feeds: dict) -> tuple[list, str]:
 
         return [np.asarray(v) for v in ReferenceEvaluator(onnx.load(str(path))).run(None, feeds)], "onnx.reference"
     except Exception:  # noqa: BLE001 - onnx.reference lacks some opset-3/6 kernels
-        from versioning.runtime import run_with
+        from zooforge.versioning.runtime import run_with
 
         return list(run_with("reference", onnx.load(str(path)), feeds).values()), "zooforge reference"
 
@@ -88,9 +88,9 @@ def baseline(out: Path) -> None:
     import onnx
     from onnx import numpy_helper, version_converter
 
-    from converters import api
-    from converters.caffe2.executor import run_net
-    from versioning.convert import convert_opset
+    from zooforge.converters import api
+    from zooforge.converters.caffe2.executor import run_net
+    from zooforge.versioning.convert import convert_opset
 
     out.mkdir(parents=True)
     conversion = api.convert_builtin("alexnet", api.ConvertOptions(opset=12))
@@ -165,7 +165,7 @@ def main() -> None:
         return
 
     zoo_package = shutil.which("zoo-package")
-    ours_cmd = [zoo_package] if zoo_package else [sys.executable, "-m", "artifacts.package_cli"]
+    ours_cmd = [zoo_package] if zoo_package else [sys.executable, "-m", "zooforge.artifacts.release.package_cli"]
     results = {"zoo-package": [], "naive baseline": [], "default (+int8, qdq)": []}
     info, sizes = None, {}
     with tempfile.TemporaryDirectory(prefix="zooforge-bench-release-") as folder:

@@ -2,7 +2,7 @@
 """Measure the release tarball writer on AlexNet-sized float weights (233 MiB, float32 N(0, 1)).
 
 Makes the weights file in a temporary folder (never in the repository), then writes a tarball of it
-with ``artifacts.tarball`` (ISA-L, each level and thread count asked for) and with the stdlib
+with ``zooforge.artifacts.release.tarball`` (ISA-L, each level and thread count asked for) and with the stdlib
 (``tarfile`` mode ``"w:gz"``, zlib level 9, and level 1 for reference), and prints, for each,
 throughput in MB/s of input (1 MB = 10**6 bytes), the compressed/input ratio, and whether repeated
 ISA-L runs gave identical bytes. Nothing here is downloaded.

@@ -9,20 +9,21 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from converters import __version__
-from converters.caffe.loader import InputShapes, load_caffe
-from converters.caffe.net import CaffeNet
-from converters.caffe2.netdef import CAFFE2_FILES, Caffe2Model, load_caffe2, write_caffe2
-from converters.caffe2.translate import translate
-from converters import finite
-from converters.errors import InputFileError, ZooforgeError
-from converters.safety import check_output_file, check_output_files
-from converters.caffe2.compat import zoo_compat
-from converters.onnx.frontend import Compat, ExportOptions, NameStyle, caffe2_to_onnx
-from converters.fileio import sha256_file
-from converters.lineage import SYNTHETIC_SENTENCE, Lineage, SourceFile, read_lineage, settings_dict, stamp
-from converters.onnx.model import OnnxModel
-from versioning.convert import convert_opset, model_opset
+from zooforge.converters import __version__
+from zooforge.converters.caffe.loader import InputShapes, load_caffe
+from zooforge.converters.caffe.net import CaffeNet
+from zooforge.converters.caffe2.netdef import CAFFE2_FILES, Caffe2Model, load_caffe2, write_caffe2
+from zooforge.converters.caffe2.translate import translate
+from zooforge.converters import finite
+from zooforge.converters.errors import InputFileError, ZooforgeError
+from zooforge.converters.safety import check_output_file, check_output_files
+from zooforge.converters.caffe2.compat import zoo_compat
+from zooforge.converters.onnx.frontend import Compat, ExportOptions, NameStyle, caffe2_to_onnx
+from zooforge.converters.fileio import sha256_file
+from zooforge.converters.lineage import SYNTHETIC_SENTENCE, Lineage, SourceFile, read_lineage, settings_dict, stamp
+from zooforge.converters.onnx.model import OnnxModel
+from zooforge.converters.sources import SourceSpec
+from zooforge.versioning.convert import convert_opset, model_opset
 
 DEFAULT_OPSET = 12
 SYNTHETIC_NOTE = SYNTHETIC_SENTENCE
@@ -112,7 +113,7 @@ def convert_caffe(prototxt: Path, weights: Path, options: ConvertOptions = Conve
 
 def convert_builtin(name: str, options: ConvertOptions = ConvertOptions()) -> Conversion:
     """A model that ships with zooforge (architecture + seeded synthetic weights) -> ONNX."""
-    from converters.builtin import builtin_model, load_builtin
+    from zooforge.converters.builtin import builtin_model, load_builtin
 
     net = load_builtin(name, options.input_shapes)
     result = convert_caffe_net(net, options)
@@ -258,3 +259,17 @@ def _set_metadata(model: onnx.ModelProto, values: Mapping[str, str]) -> None:
     for key, value in values.items():
         entry = existing.get(key) or model.metadata_props.add()
         entry.key, entry.value = key, value
+
+
+# One conversion per kind of source (zooforge.converters.sources.SourceSpec.kind).
+_CONVERTERS = {
+    "builtin": lambda spec, options: convert_builtin(spec.builtin, options),
+    "netdef": lambda spec, options: convert_netdef(spec.model, spec.init_net, spec.value_info, options),
+    "onnx": lambda spec, options: convert_onnx(spec.model, options),
+    "caffe": lambda spec, options: convert_caffe(spec.model, spec.weights, options),
+}
+
+
+def convert_source(spec: SourceSpec, options: ConvertOptions = ConvertOptions()) -> Conversion | OnnxConversion:
+    """Convert the source model ``spec`` names."""
+    return _CONVERTERS[spec.kind](spec, options)

@@ -1,20 +1,20 @@
-"""``zoo-convert``: a thin command over ``converters.api``."""
+"""``zoo-convert``: a thin command over ``zooforge.converters.api``."""
 
 from __future__ import annotations
 
 import math
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from converters import __version__, api
-from converters.errors import ZooforgeError
-from converters.interrupts import Interrupted, exit_status, raise_on_termination
-from versioning import latest_opset, opset_info
-from versioning.opsets import MIN_OPSET
+from zooforge.converters import __version__, api, sources
+from zooforge.converters.errors import ZooforgeError
+from zooforge.converters.sources import SourceSpec
+from zooforge.converters.interrupts import Interrupted, exit_status, raise_on_termination
+from zooforge.versioning import latest_opset, opset_info
+from zooforge.versioning.opsets import MIN_OPSET
 
 
 MAX_INPUT_ELEMENTS = 2**31 - 1  # Caffe's and ONNX Runtime's element counts are 32-bit here
@@ -92,18 +92,6 @@ def parse_input_shapes(values: tuple[str, ...]) -> tuple[int, ...] | dict[str, t
     return named
 
 
-@dataclass(frozen=True)
-class SourceSpec:
-    """Which kind of model the positional arguments and source options name."""
-
-    kind: str  # "builtin", "netdef", "onnx" or "caffe"
-    model: Path | None = None
-    weights: Path | None = None
-    builtin: str | None = None
-    init_net: Path | None = None
-    value_info: Path | None = None
-
-
 def source_options(builtin_help: str):  # noqa: ANN201 - a decorator for click commands
     """MODEL [WEIGHTS], --builtin, --init-net, --value-info: the source arguments every command shares."""
     options = [
@@ -124,23 +112,11 @@ def source_options(builtin_help: str):  # noqa: ANN201 - a decorator for click c
 
 def source_spec(model: Path | None, weights: Path | None, builtin: str | None, init_net: Path | None,
                 value_info: Path | None, default_builtin: str | None = None) -> SourceSpec:
-    """Check the source arguments' combination and name the kind of source they describe."""
-    if builtin or (default_builtin and model is None and init_net is None):
-        if model or weights or init_net:
-            raise click.UsageError("--builtin takes no MODEL, WEIGHTS or --init-net")
-        return SourceSpec("builtin", builtin=builtin or default_builtin)
-    if init_net:
-        if model is None or weights is not None:
-            raise click.UsageError("with --init-net, give exactly one MODEL: the predict_net.pb")
-        return SourceSpec("netdef", model=model, init_net=init_net, value_info=value_info)
-    if model is not None and model.suffix == ".onnx":
-        if weights is not None:
-            raise click.UsageError("an ONNX MODEL takes no WEIGHTS")
-        return SourceSpec("onnx", model=model)
-    if model is None or weights is None:
-        raise click.UsageError("give MODEL and WEIGHTS (a .prototxt and its .caffemodel), "
-                               "MODEL with --init-net, an .onnx MODEL, or --builtin NAME")
-    return SourceSpec("caffe", model=model, weights=weights)
+    """:func:`zooforge.converters.sources.source_spec`, its refusals as click usage errors."""
+    try:
+        return sources.source_spec(model, weights, builtin, init_net, value_info, default_builtin)
+    except sources.SourceArgumentsError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def run_reporting_errors(action):  # noqa: ANN001, ANN201 - a decorator for click commands
@@ -217,13 +193,7 @@ def main(model, weights, builtin, init_net, value_info, opset, output, input_sha
                                  allow_non_finite)
     opset_info(opset)  # reject an unknown opset before any work
     spec = source_spec(model, weights, builtin, init_net, value_info)
-    convert = {
-        "builtin": lambda: api.convert_builtin(spec.builtin, options),
-        "netdef": lambda: api.convert_netdef(spec.model, spec.init_net, spec.value_info, options),
-        "onnx": lambda: api.convert_onnx(spec.model, options),
-        "caffe": lambda: api.convert_caffe(spec.model, spec.weights, options),
-    }
-    result = convert[spec.kind]()
+    result = api.convert_source(spec, options)
     result.save(output, emit_caffe2)
     for note in result.notes:
         click.echo(f"{'warning' if 'departs' in note else 'note'}: {note}", err=True)

@@ -7,7 +7,7 @@ bug and is allowed to surface with its traceback.
 
 from __future__ import annotations
 
-from versioning.errors import OpsetError, ZooforgeError
+from zooforge.versioning.errors import OpsetError, ZooforgeError
 
 __all__ = [
     "CaffeModelError", "ExportError", "InputFileError", "NetDefError", "OpsetError", "OutputFileError",

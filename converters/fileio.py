@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from converters.errors import OutputFileError
-from converters.safety import check_output_file, owner_tag, remove_stale
+from zooforge.converters.errors import OutputFileError
+from zooforge.converters.safety import check_output_file, owner_tag, remove_stale
 
 
 @contextmanager

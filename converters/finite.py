@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from converters.errors import ZooforgeError
+from zooforge.converters.errors import ZooforgeError
 
 ALLOW_HINT = "pass --allow-non-finite to convert it anyway"
 

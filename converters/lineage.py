@@ -23,8 +23,8 @@ from typing import Any
 
 import onnx
 
-from converters import __version__
-from converters.errors import InputFileError
+from zooforge.converters import __version__
+from zooforge.converters.errors import InputFileError
 
 PRODUCER = "zooforge"
 ROLES = ("prototxt", "weights", "predict_net", "init_net", "value_info", "onnx")

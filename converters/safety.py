@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from converters.errors import InputFileError
+from zooforge.converters.errors import InputFileError
 
 RELEASE_MARKERS = ("manifest.json", "SHA256SUMS")
 _UNLISTED_RELEASE_FILES = frozenset({"SHA256SUMS", "release.sig"})  # written after SHA256SUMS

@@ -50,7 +50,12 @@ import tomllib
 REPO = Path(__file__).resolve().parents[1]
 EQUIVALENTS = Path(__file__).with_name("mutation-equivalents.toml")
 DEFAULT_WORK = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "zooforge-mutation"
-SOURCE_PACKAGES = ("converters", "versioning", "artifacts")
+# The repository's folders that install as zooforge's subpackages (pyproject's package-dir). The
+# scratch copy lays them out as zooforge/<folder>/, so that mutmut's mutant names (from file paths)
+# are the module names the tests import, zooforge.converters...., and the copy, first on sys.path,
+# shadows the editable install.
+SUBPACKAGES = ("converters", "versioning", "artifacts")
+IMPORT_PACKAGE = "zooforge"
 # The share of each group's mutants a default run tries: every group within an hour on 2 cores
 # today (survivors cost the most: each runs all the tests that reach it). 1 tries them all.
 DEFAULT_SAMPLE = 0.15
@@ -74,19 +79,19 @@ class Group:
 GROUPS: tuple[Group, ...] = (
     Group(
         "validate",
-        ("artifacts/validate.py",),
+        ("artifacts/validation/parity.py",),
         ("tests/test_validate.py", "tests/test_validate_edges.py"),
         "the parity verdict: tolerances, NaN/Inf, test-set reading",
     ),
     Group(
         "tarball",
-        ("artifacts/tarball.py",),
+        ("artifacts/release/tarball.py",),
         ("tests/test_tarball.py", "tests/test_tarball_edges.py"),
         "reproducible tarballs and refusal of hostile ones",
     ),
     Group(
         "manifest-provenance",
-        ("artifacts/manifest.py", "artifacts/provenance.py", "artifacts/verify.py", "converters/lineage.py"),
+        ("artifacts/release/manifest.py", "artifacts/provenance/statements.py", "artifacts/provenance/verify.py", "converters/lineage.py"),
         ("tests/test_verify.py", "tests/test_provenance.py", "tests/test_verify_edges.py",
          "tests/test_provenance_edges.py"),
         "hub manifest, SHA256SUMS, lineage and in-toto provenance, zoo-verify",
@@ -193,9 +198,11 @@ def prepare(group: Group, work: Path, repo: Path, revision: str = "HEAD") -> Pat
     archive = subprocess.run(["git", "archive", "--format=tar", revision], cwd=repo, check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    for package in SUBPACKAGES:
+        (folder / package).rename(folder / IMPORT_PACKAGE / package)
     settings = {
-        "source_paths": list(SOURCE_PACKAGES),
-        "only_mutate": list(group.modules),
+        "source_paths": [IMPORT_PACKAGE],
+        "only_mutate": [f"{IMPORT_PACKAGE}/{module}" for module in group.modules],
         "pytest_add_cli_args": ["-p", "no:cacheprovider"],
         "pytest_add_cli_args_test_selection": list(group.tests),
         "also_copy": ["docs", "scripts", "README.md"],  # tests read the committed tables and docs
@@ -343,7 +350,8 @@ def wilson(killed: int, judged: int, z: float = 1.96) -> tuple[float, float]:
 def stale_equivalents(equivalents: dict[str, str], seen: dict[str, ModuleScore], groups: Sequence[Group]) -> list[str]:
     """Listed equivalents of the groups run that no longer exist, or were tried and killed."""
     codes = {name: code for score in seen.values() for name, code in score.codes.items()}
-    prefixes = tuple(module.split("*")[0].replace("/", ".") for group in groups for module in group.modules)
+    prefixes = tuple(f"{IMPORT_PACKAGE}." + module.split("*")[0].replace("/", ".")
+                     for group in groups for module in group.modules)
     return sorted(name for name in equivalents if name.startswith(prefixes)
                   and (name not in codes or codes[name] in KILLED_CODES))
 

@@ -32,10 +32,10 @@ def shared_work_scope(fixture_name: str, config) -> str:
 
 def build_lenet_release(shared: Path, out: Path) -> Path:
     """The trained LeNet released at opsets 9 and 12 (zoo names, one test set of inputs in [0, 1))."""
-    from artifacts.release import ReleaseOptions, build_release
-    from artifacts.source import caffe_source
-    from artifacts.testdata import InputRecipe
-    from converters.api import ConvertOptions
+    from zooforge.artifacts.release.build import ReleaseOptions, build_release
+    from zooforge.artifacts.release.source import caffe_source
+    from zooforge.artifacts.release.testdata import InputRecipe
+    from zooforge.converters.api import ConvertOptions
 
     folder = shared / "caffe" / "trained" / "lenet_mnist_v2"
     source = caffe_source(folder / "lenet.prototxt", folder / "lenet_iter_10000.caffemodel",

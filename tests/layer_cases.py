@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from converters.api import ConvertOptions, convert_caffe_net
-from converters.builtin import synthetic_weights
-from converters.caffe.loader import load_caffe, parse_prototxt
-from converters.caffe.weights import WeightTable, write_caffemodel
+from zooforge.converters.api import ConvertOptions, convert_caffe_net
+from zooforge.converters.builtin import synthetic_weights
+from zooforge.converters.caffe.loader import load_caffe, parse_prototxt
+from zooforge.converters.caffe.weights import WeightTable, write_caffemodel
 
 SEED = 11
 X = (1, 4, 9, 11)  # the default input: odd sizes, so that pooling's rounding matters

@@ -1,4 +1,4 @@
-"""A sweep over ``versioning.adapters``: every ``Change`` whose ``up`` or ``down`` rewrites a node.
+"""A sweep over ``zooforge.versioning.adapters``: every ``Change`` whose ``up`` or ``down`` rewrites a node.
 
 Each case is a tiny ONNX model whose attributes and inputs make the rewrite matter (negative axes,
 unequal splits, partial Slice axes, Clip bounds, Pad values, Gemm alpha/beta/transB, ...). It is
@@ -25,12 +25,12 @@ import pytest
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from versioning import latest_opset
-from versioning.adapters import _same, changes
-from versioning.convert import convert_opset, model_opset
-from versioning.errors import OpsetError
-from versioning.legacy_ops import kernels_for_opset
-from versioning.opsets import opset_info
+from zooforge.versioning import latest_opset
+from zooforge.versioning.adapters import _same, changes
+from zooforge.versioning.convert import convert_opset, model_opset
+from zooforge.versioning.errors import OpsetError
+from zooforge.versioning.legacy_ops import kernels_for_opset
+from zooforge.versioning.opsets import opset_info
 
 from test_opsets import assert_documented_ir  # the IR per opset, hand-copied from onnx's docs/Versioning.md
 
@@ -881,7 +881,7 @@ def test_every_operator_version_has_an_adapter() -> None:
     a model with it cannot cross that opset); the table has no versions the schemas lack."""
     from onnx import defs
 
-    from versioning.convert import SUPPORTED_OPS
+    from zooforge.versioning.convert import SUPPORTED_OPS
 
     table = {(c.op, c.version) for c in changes()}
     schemas = {(s.name, s.since_version) for s in defs.get_all_schemas_with_history()

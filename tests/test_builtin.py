@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.builtin import (
+from zooforge.converters.builtin import (
     BUILTIN_MODELS,
     UnknownBuiltinModelError,
     load_builtin,
     synthetic_weights,
 )
-from converters.caffe.loader import build_net, parse_prototxt
-from converters.caffe.weights import read_weights, write_caffemodel
-from converters.caffe2.executor import run_net
-from converters.caffe2.translate import translate
-from converters.errors import ZooforgeError
+from zooforge.converters.caffe.loader import build_net, parse_prototxt
+from zooforge.converters.caffe.weights import read_weights, write_caffemodel
+from zooforge.converters.caffe2.executor import run_net
+from zooforge.converters.caffe2.translate import translate
+from zooforge.converters.errors import ZooforgeError
 from shared_paths import SHARED
 
 BVLC_ALEXNET = SHARED / "caffe/bvlc/v2_input_layer/models/bvlc_alexnet/deploy.prototxt"

@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 from click.testing import CliRunner
 
-from converters.cli import main
-from converters.lineage import read_lineage
+from zooforge.converters.cli import main
+from zooforge.converters.lineage import read_lineage
 
 
 def _cli(*args: object) -> str:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.caffe2 import schema
-from converters.caffe2.executor import OPERATORS, run_net
-from converters.caffe2.netdef import Caffe2Model, make_op
-from converters.caffe2.translate import TRANSLATORS
-from converters.errors import ZooforgeError
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.executor import OPERATORS, run_net
+from zooforge.converters.caffe2.netdef import Caffe2Model, make_op
+from zooforge.converters.caffe2.translate import TRANSLATORS
+from zooforge.converters.errors import ZooforgeError
 
-from converters.onnx.frontend import ExportOptions, caffe2_to_onnx
+from zooforge.converters.onnx.frontend import ExportOptions, caffe2_to_onnx
 
 from conftest import ort_session, run_onnx_file
 from layer_cases import CASES, layer_types, prepare

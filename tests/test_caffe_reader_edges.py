@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from converters.caffe import schema
-from converters.caffe.loader import build_net, describe_inputs, load_caffe, parse_prototxt, prototxt_stem
-from converters.caffe.params import spatial
-from converters.caffe.weights import read_weights, write_caffemodel
-from converters.errors import CaffeModelError, InputFileError
+from zooforge.converters.caffe import schema
+from zooforge.converters.caffe.loader import build_net, describe_inputs, load_caffe, parse_prototxt, prototxt_stem
+from zooforge.converters.caffe.params import spatial
+from zooforge.converters.caffe.weights import read_weights, write_caffemodel
+from zooforge.converters.errors import CaffeModelError, InputFileError
 
 
 def exactly(message: str) -> str:
@@ -315,7 +315,7 @@ def test_parse_prototxt_reads_utf8_names(tmp_path):
 
 
 def upgraded_layers(text: str) -> list:
-    from converters.caffe.upgrade import upgrade_net
+    from zooforge.converters.caffe.upgrade import upgrade_net
 
     return list(upgrade_net(net_of(text), "old.prototxt").layer)
 
@@ -441,7 +441,7 @@ def test_input_shape_for_an_unknown_input_is_named():
 
 
 def test_weights_for_layers_the_net_lacks_are_named_in_a_warning_at_the_caller():
-    from converters.caffe.loader import WeightsWithoutLayerWarning
+    from zooforge.converters.caffe.loader import WeightsWithoutLayerWarning
 
     with pytest.warns(WeightsWithoutLayerWarning) as caught:
         build_net(net_of(INPUT), {"zeta": [np.ones(1)], "alpha": [np.ones(1)]}, weights_source="w.caffemodel")

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from converters.api import ConvertOptions, convert_caffe_net
-from converters.builtin import WeightScale, synthetic_weights
-from converters.caffe.loader import load_caffe, parse_prototxt
-from converters.caffe.weights import write_caffemodel
-from converters.caffe2.executor import run_net
-from converters.caffe2.netdef import load_caffe2, read_netdef
-from converters.cli import main
+from zooforge.converters.api import ConvertOptions, convert_caffe_net
+from zooforge.converters.builtin import WeightScale, synthetic_weights
+from zooforge.converters.caffe.loader import load_caffe, parse_prototxt
+from zooforge.converters.caffe.weights import write_caffemodel
+from zooforge.converters.caffe2.executor import run_net
+from zooforge.converters.caffe2.netdef import load_caffe2, read_netdef
+from zooforge.converters.cli import main
 
 from conftest import run_onnx_file
 

@@ -1,4 +1,4 @@
-"""versioning.checker.check_graph against onnx's own checker on the whole model.
+"""zooforge.versioning.checker.check_graph against onnx's own checker on the whole model.
 
 check_graph leaves large initializers out of what it hands to onnx.checker (as typed graph
 inputs instead); its verdict must be the one onnx.checker (full) plus strict shape inference give
@@ -12,8 +12,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from versioning import checker
-from versioning.checker import LARGE_TENSOR_BYTES, check_graph
+from zooforge.versioning import checker
+from zooforge.versioning.checker import LARGE_TENSOR_BYTES, check_graph
 
 
 def _conv_model(weight: np.ndarray, *, ir: int = 8, opset: int = 13, in_inputs: bool = False,

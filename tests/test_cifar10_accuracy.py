@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artifacts.datasets import load_dataset
-from artifacts.evaluate import evaluate
-from artifacts.preprocess import get_preset
-from converters.api import ConvertOptions, convert_caffe
-from converters.caffe2.executor import run_net
+from zooforge.artifacts.quantization.datasets import load_dataset
+from zooforge.artifacts.quantization.evaluate import evaluate
+from zooforge.artifacts.quantization.preprocess import get_preset
+from zooforge.converters.api import ConvertOptions, convert_caffe
+from zooforge.converters.caffe2.executor import run_net
 
 from conftest import shared_work_scope
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from converters.cli import main
+from zooforge.converters.cli import main
 
 LENET = ("caffe", "trained", "lenet_mnist_v2")
 MTCNN = ("caffe", "trained", "mtcnn")
@@ -220,8 +220,8 @@ def test_written_files_follow_umask(lenet, out_dir):
 def _netdef_pair(folder: Path, ops, weights: dict, init_ops=()):  # noqa: ANN001
     import numpy as np
 
-    from converters.caffe2 import schema
-    from converters.caffe2.netdef import build_init_net
+    from zooforge.converters.caffe2 import schema
+    from zooforge.converters.caffe2.netdef import build_init_net
 
     predict = schema.NetDef(name="hostile")
     predict.op.extend(ops)
@@ -237,7 +237,7 @@ def _netdef_pair(folder: Path, ops, weights: dict, init_ops=()):  # noqa: ANN001
 def _hostile_netdefs():
     import numpy as np
 
-    from converters.caffe2.netdef import make_op
+    from zooforge.converters.caffe2.netdef import make_op
 
     w = np.zeros((3, 16), np.float32)
     return {

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from onnx import helper
 
 from conftest import light_input, run_onnx_file
-from converters.cli import main
+from zooforge.converters.cli import main
 
 
 def _run(*args: object):

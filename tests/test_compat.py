@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 from onnx import helper, numpy_helper
 
-from converters.api import ConvertOptions, convert_builtin, convert_caffe
-from converters.builtin import load_builtin
-from converters.caffe.weights import write_caffemodel
-from converters.caffe2.compat import zoo_compat
-from converters.caffe2.executor import run_net
-from converters.cli import main
-from versioning.runtime import run_with
+from zooforge.converters.api import ConvertOptions, convert_builtin, convert_caffe
+from zooforge.converters.builtin import load_builtin
+from zooforge.converters.caffe.weights import write_caffemodel
+from zooforge.converters.caffe2.compat import zoo_compat
+from zooforge.converters.caffe2.executor import run_net
+from zooforge.converters.cli import main
+from zooforge.versioning.runtime import run_with
 
 ZOO = ConvertOptions(opset=9, input_shapes=(1, 3, 224, 224), compat="zoo")
 
@@ -98,7 +98,7 @@ def test_compat_netdef_means_the_same_on_real_caffe2(real_caffe2, tmp_path: Path
     release's caffe2/ folder holds with --compat zoo: real Caffe2 and the historical frontend read
     it as the executor does."""
     from conftest import run_onnx_file
-    from converters.caffe2.netdef import write_caffe2
+    from zooforge.converters.caffe2.netdef import write_caffe2
 
     rewritten, _ = zoo_compat(convert_builtin("alexnet", ConvertOptions(input_shapes=(1, 3, 224, 224))).caffe2)
     x = np.random.default_rng(3).uniform(-128, 128, (1, 3, 224, 224)).astype(np.float32)

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from converters.caffe2 import schema
-from converters.caffe2.executor import OPERATORS, run_net
-from converters.caffe2.netdef import Caffe2Model, make_op
-from converters.errors import NetDefError
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.executor import OPERATORS, run_net
+from zooforge.converters.caffe2.netdef import Caffe2Model, make_op
+from zooforge.converters.errors import NetDefError
 
 from real_caffe2 import RealCaffe2Error
 from real_caffe2.conformance import bound, max_error

@@ -18,9 +18,9 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 
-import converters.caffe2.executor.run as executor_run
-from converters.caffe2.executor import run_net, tensor
-from converters.errors import NetDefError
+import zooforge.converters.caffe2.executor.run as executor_run
+from zooforge.converters.caffe2.executor import run_net, tensor
+from zooforge.converters.errors import NetDefError
 
 from real_caffe2 import RealCaffe2Error
 from real_caffe2.conformance import bound, max_error

@@ -10,10 +10,10 @@ import re
 import numpy as np
 import pytest
 
-from converters.caffe2 import schema
-from converters.caffe2.executor import infer_shapes, run_net
-from converters.caffe2.netdef import Caffe2Model, make_op
-from converters.errors import NetDefError
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.executor import infer_shapes, run_net
+from zooforge.converters.caffe2.netdef import Caffe2Model, make_op
+from zooforge.converters.errors import NetDefError
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(1, 4, 10, 11)).astype(np.float32)

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from converters.caffe2 import schema
-from converters.caffe2.executor import infer_shapes, run_net, tensor
-from converters.caffe2.executor.geometry import pool_extent
-from converters.caffe2.netdef import Caffe2Model, make_op
-from converters.errors import NetDefError
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.executor import infer_shapes, run_net, tensor
+from zooforge.converters.caffe2.executor.geometry import pool_extent
+from zooforge.converters.caffe2.netdef import Caffe2Model, make_op
+from zooforge.converters.errors import NetDefError
 
 from conftest import ort_session
 from real_caffe2 import RealCaffe2Error

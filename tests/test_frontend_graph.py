@@ -9,11 +9,11 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from converters.caffe2 import schema
-from converters.caffe2.netdef import Caffe2Model, make_op
-from converters.errors import ExportError
-from converters.onnx.context import ExportContext
-from converters.onnx.frontend import ExportOptions, caffe2_to_onnx
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.netdef import Caffe2Model, make_op
+from zooforge.converters.errors import ExportError
+from zooforge.converters.onnx.context import ExportContext
+from zooforge.converters.onnx.frontend import ExportOptions, caffe2_to_onnx
 
 W = np.arange(24, dtype=np.float32).reshape(2, 12) / 10
 B = np.array([0.5, -0.5], np.float32)
@@ -125,7 +125,7 @@ def test_an_intermediate_never_takes_the_name_of_a_blob_written_later(names, pad
     assert proto.graph.node[0].output[0] == pad_output == proto.graph.node[1].input[0]
     padded = np.pad(x[0, 0], 1)
     expected = np.maximum(0, [[padded[i:i + 2, j:j + 2].mean() for j in range(5)] for i in range(5)])
-    from versioning.runtime import run_with  # opset 5: onnx's reference evaluator with legacy kernels
+    from zooforge.versioning.runtime import run_with  # opset 5: onnx's reference evaluator with legacy kernels
 
     (got,) = run_with("reference", proto, {proto.graph.input[0].name: x}).values()
     np.testing.assert_allclose(got[0, 0], expected, rtol=1e-6)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from onnx import defs
 
-from converters.onnx.handlers import REGISTRY
-from converters.caffe2.executor import OPERATORS
-from versioning import supported_opsets
+from zooforge.converters.onnx.handlers import REGISTRY
+from zooforge.converters.caffe2.executor import OPERATORS
+from zooforge.versioning import supported_opsets
 
 
 @pytest.mark.parametrize("opset", list(supported_opsets()))

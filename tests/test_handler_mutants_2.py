@@ -16,12 +16,12 @@ import pytest
 from onnx import helper, numpy_helper
 from real_caffe2.conformance import bound, max_error
 
-from converters.errors import ExportError
-from converters.onnx.frontend import ExportOptions, caffe2_to_onnx
-from converters.onnx.handlers.base import Handler, build_registry
-from converters.onnx.model import OnnxModel
-from versioning.checker import LARGE_TENSOR_BYTES
-from versioning.runtime import run_with
+from zooforge.converters.errors import ExportError
+from zooforge.converters.onnx.frontend import ExportOptions, caffe2_to_onnx
+from zooforge.converters.onnx.handlers.base import Handler, build_registry
+from zooforge.converters.onnx.model import OnnxModel
+from zooforge.versioning.checker import LARGE_TENSOR_BYTES
+from zooforge.versioning.runtime import run_with
 
 from test_handler_mutants_nn import IMG, LATEST, X4, _assert_as_real_caffe2, _attrs, _export, _f, _model
 

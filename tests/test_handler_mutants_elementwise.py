@@ -16,11 +16,11 @@ import pytest
 from onnx import numpy_helper
 from real_caffe2.conformance import bound, max_error
 
-from converters.caffe2 import schema
-from converters.caffe2.netdef import Caffe2Model, make_op
-from converters.onnx.frontend import ExportOptions, caffe2_to_onnx
-from versioning import latest_opset
-from versioning.runtime import run_with
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.netdef import Caffe2Model, make_op
+from zooforge.converters.onnx.frontend import ExportOptions, caffe2_to_onnx
+from zooforge.versioning import latest_opset
+from zooforge.versioning.runtime import run_with
 
 RNG = np.random.default_rng(5)
 X = RNG.normal(size=(2, 3, 4, 5)).astype(np.float32)

@@ -18,12 +18,12 @@ import pytest
 from onnx import helper, numpy_helper
 from real_caffe2.conformance import bound, max_error
 
-from converters.caffe2 import schema
-from converters.caffe2.netdef import Caffe2Model, make_op
-from converters.errors import ExportError, NetDefError
-from converters.onnx.frontend import ExportOptions, caffe2_to_onnx
-from versioning import latest_opset
-from versioning.runtime import run_with
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.netdef import Caffe2Model, make_op
+from zooforge.converters.errors import ExportError, NetDefError
+from zooforge.converters.onnx.frontend import ExportOptions, caffe2_to_onnx
+from zooforge.versioning import latest_opset
+from zooforge.versioning.runtime import run_with
 
 LATEST = latest_opset()
 RNG = np.random.default_rng(41)

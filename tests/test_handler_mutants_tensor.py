@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from versioning.runtime import run_with
+from zooforge.versioning.runtime import run_with
 
 from real_caffe2.conformance import bound, max_error
 from test_handler_mutants_nn import LATEST, _assert_as_real_caffe2, _export, _model

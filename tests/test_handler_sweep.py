@@ -19,13 +19,13 @@ import pytest
 from onnx import numpy_helper
 from real_caffe2.conformance import bound, max_error
 
-from converters.caffe2 import schema
-from converters.caffe2.netdef import Caffe2Model, make_op
-from converters.errors import ExportError
-from converters.onnx.frontend import ExportOptions, caffe2_to_onnx
-from converters.onnx.handlers import REGISTRY
-from versioning import latest_opset
-from versioning.runtime import run_with
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.netdef import Caffe2Model, make_op
+from zooforge.converters.errors import ExportError
+from zooforge.converters.onnx.frontend import ExportOptions, caffe2_to_onnx
+from zooforge.converters.onnx.handlers import REGISTRY
+from zooforge.versioning import latest_opset
+from zooforge.versioning.runtime import run_with
 
 RNG = np.random.default_rng(23)
 LATEST = latest_opset()
@@ -330,7 +330,7 @@ def test_avgpool_include_pad_form(opset: int) -> None:
 
 def test_handler_families_build_the_handlers_they_are_asked_for() -> None:
     """The family factories run at import (out of a forked mutant run's reach): called here directly."""
-    from converters.onnx.handlers.elementwise import _Binary, _binary, _unary, _Variadic, _variadic
+    from zooforge.converters.onnx.handlers.elementwise import _Binary, _binary, _unary, _Variadic, _variadic
 
     unary = _unary("Foo", "Bar", (1, 6), alpha="beta")
     assert (unary.__name__, unary.caffe2_type, unary.onnx_type, unary.emits) == ("Foo", "Foo", "Bar", ("Bar",))

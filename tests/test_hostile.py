@@ -25,11 +25,19 @@ import onnx
 import pytest
 from onnx import helper
 
-from artifacts import eval_cli, package_cli, quantize_cli, validate_cli, verify_cli
-from converters import cli as convert_cli
-from converters.caffe.weights import read_weights, write_caffemodel
-from converters.caffe2 import schema
-from converters.safety import owner_tag
+from zooforge.artifacts.quantization import eval_cli
+
+from zooforge.artifacts.release import package_cli
+
+from zooforge.artifacts.quantization import quantize_cli
+
+from zooforge.artifacts.validation import validate_cli
+
+from zooforge.artifacts.provenance import verify_cli
+from zooforge.converters import cli as convert_cli
+from zooforge.converters.caffe.weights import read_weights, write_caffemodel
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.safety import owner_tag
 
 from hostile import assert_refused, invoke, leftovers, snapshot
 
@@ -218,13 +226,13 @@ def test_stale_temporary_file_of_a_killed_writer_is_removed(lenet, tmp_path):
 
 
 def test_interrupted_convert_leaves_nothing(lenet, tmp_path, monkeypatch):
-    import converters.onnx.model as model_module
+    import zooforge.converters.onnx.model as model_module
 
     def interrupt(*args, **kwargs):  # noqa: ANN002, ANN003
         raise KeyboardInterrupt
 
     monkeypatch.setattr(model_module.OnnxModel, "check", interrupt, raising=False)
-    monkeypatch.setattr("converters.api.caffe2_to_onnx", interrupt)
+    monkeypatch.setattr("zooforge.converters.api.caffe2_to_onnx", interrupt)
     result = convert(*lenet, "-o", tmp_path / "m.onnx")
     assert result.exit_code == 130 and "interrupted" in result.stderr and "Traceback" not in result.stderr
     assert sorted(os.listdir(tmp_path)) == ["model"]
@@ -233,7 +241,7 @@ def test_interrupted_convert_leaves_nothing(lenet, tmp_path, monkeypatch):
 def test_signal_during_the_final_swap_still_reports_the_release(lenet, tmp_path, monkeypatch):
     import signal
 
-    import artifacts.release as release
+    import zooforge.artifacts.release.build as release
 
     real_replace = os.replace
     calls = []
@@ -532,7 +540,7 @@ def test_broken_hdf5_weights(lenet, tmp_path, case):
 
 
 def test_negative_blob_dimension(lenet, tmp_path):
-    from converters.caffe import schema as caffe_schema
+    from zooforge.converters.caffe import schema as caffe_schema
 
     net = caffe_schema.NetParameter()
     layer = net.layer.add(name="conv1")
@@ -543,7 +551,7 @@ def test_negative_blob_dimension(lenet, tmp_path):
 
 
 def test_full_disk_is_one_sentence(lenet, tmp_path, monkeypatch):
-    import converters.fileio as fileio
+    import zooforge.converters.fileio as fileio
 
     real_fdopen = os.fdopen
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from artifacts.verify import verify_release
+from zooforge.artifacts.provenance.verify import verify_release
 
 from hostile import leftovers, snapshot
 
@@ -30,7 +30,7 @@ SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.
 
 def _command(shared: Path, out: Path) -> list[str]:
     folder = shared.joinpath(*LENET)
-    return [sys.executable, "-c", "from artifacts.package_cli import main; main()",
+    return [sys.executable, "-c", "from zooforge.artifacts.release.package_cli import main; main()",
             str(folder / "lenet.prototxt"), str(folder / "lenet_iter_10000.caffemodel"), "--name", "lenet",
             "--opsets", "7,9,12", "--test-sets", "2", "--input-range", "0,1", "--quantize", "none", "--quiet",
             "--out", str(out)]

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from converters.api import convert_caffe_net
-from converters.caffe.loader import load_caffe
-from converters.caffe.weights import write_caffemodel
-from converters.caffe2.executor import run_net
-from converters.caffe2.translate import TRANSLATORS
-from converters.errors import UnsupportedLayerError
-from versioning import latest_opset
+from zooforge.converters.api import convert_caffe_net
+from zooforge.converters.caffe.loader import load_caffe
+from zooforge.converters.caffe.weights import write_caffemodel
+from zooforge.converters.caffe2.executor import run_net
+from zooforge.converters.caffe2.translate import TRANSLATORS
+from zooforge.converters.errors import UnsupportedLayerError
+from zooforge.versioning import latest_opset
 
 from conftest import ort_session
 from layer_cases import CASES, Case, Prepared, _layer, layer_types, prepare

@@ -1,4 +1,4 @@
-"""Cross-checks of versioning.legacy_ops and versioning.runtime.
+"""Cross-checks of zooforge.versioning.legacy_ops and zooforge.versioning.runtime.
 
 Every legacy kernel runs a single-node model at the legacy opsets it serves (3..6) through
 ``run_model`` (which must pick the reference evaluator there) and is compared with the
@@ -17,10 +17,10 @@ import pytest
 from onnx import TensorProto, defs, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from versioning import runtime
-from versioning.errors import ZooforgeError
-from versioning.legacy_ops import KERNELS, kernels_for_opset
-from versioning.opsets import opset_info
+from zooforge.versioning import runtime
+from zooforge.versioning.errors import ZooforgeError
+from zooforge.versioning.legacy_ops import KERNELS, kernels_for_opset
+from zooforge.versioning.opsets import opset_info
 
 ATOL = RTOL = 1e-6
 LEGACY = range(3, 7)

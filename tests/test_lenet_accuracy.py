@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.api import ConvertOptions, convert_caffe
-from converters.caffe2.executor import run_net
+from zooforge.converters.api import ConvertOptions, convert_caffe
+from zooforge.converters.caffe2.executor import run_net
 
 from conftest import shared_work_scope
 

@@ -47,11 +47,14 @@ def test_verdicts_are_counted_per_module(mutation, tmp_path):
     assert dict(score.status) == {"killed": 2, "survived": 1, "equivalent": 1, "no tests": 1, "not checked": 1}
     assert score.survivors == ["pkg.mod.x_f__mutmut_2", "pkg.mod.x_f__mutmut_4"]
     assert score.score == pytest.approx(2 / 4)  # killed / (tried - equivalent)
-    group = mutation.Group("g", ("pkg/*.py",), (), "")
-    stale = mutation.stale_equivalents({"pkg.mod.x_f__mutmut_1": "wrong", "pkg.mod.x_f__mutmut_3": "ok",
-                                        "pkg.mod.x_gone__mutmut_1": "gone", "other.x__mutmut_1": "not run"},
+    group = mutation.Group("g", ("pkg/*.py",), (), "")  # a repository path; the copy's module is zooforge.pkg.mod
+    codes = {f"zooforge.{name}": code for name, code in score.codes.items()}
+    score.codes = codes
+    stale = mutation.stale_equivalents({"zooforge.pkg.mod.x_f__mutmut_1": "wrong", "zooforge.pkg.mod.x_f__mutmut_3": "ok",
+                                        "zooforge.pkg.mod.x_gone__mutmut_1": "gone", "zooforge.other.x__mutmut_1": "not run",
+                                        "pkg.mod.x_gone__mutmut_1": "not zooforge's"},
                                        {score.path: score}, [group])
-    assert stale == ["pkg.mod.x_f__mutmut_1", "pkg.mod.x_gone__mutmut_1"]
+    assert stale == ["zooforge.pkg.mod.x_f__mutmut_1", "zooforge.pkg.mod.x_gone__mutmut_1"]
 
 
 def test_every_listed_equivalent_has_a_reason(mutation):
@@ -76,23 +79,30 @@ def test_mutmut_temporary_files_stay_in_the_scratch_copy(mutation, tmp_path, mon
 def test_the_committed_tree_is_mutated_not_the_checkout(mutation, tmp_path):
     """An uncommitted edit (a bug planted by hand, say) never reaches the scratch copy."""
     repo = tmp_path / "repo"
-    (repo / "pkg").mkdir(parents=True)
-    (repo / "pkg" / "mod.py").write_text("X = 1\n")
+    for package in ("zooforge", "converters", "versioning", "artifacts"):
+        (repo / package).mkdir(parents=True)
+        (repo / package / "__init__.py").write_text("")
+    (repo / "converters" / "mod.py").write_text("X = 1\n")
     (repo / "pyproject.toml").write_text("[project]\nname = 'p'\n")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "c"], check=True)
-    (repo / "pkg" / "mod.py").write_text("X = 2  # planted\n")
+    (repo / "converters" / "mod.py").write_text("X = 2  # planted\n")
     (repo / "untracked.py").write_text("")
-    folder = mutation.prepare(mutation.Group("g", ("pkg/*.py",), ("tests/t.py",), ""), tmp_path / "work", repo)
-    assert (folder / "pkg" / "mod.py").read_text() == "X = 1\n"
+    group = mutation.Group("g", ("converters/*.py",), ("tests/t.py",), "")
+    folder = mutation.prepare(group, tmp_path / "work", repo)
+    # laid out as installed, so that mutant names are the module names tests import
+    assert (folder / "zooforge" / "converters" / "mod.py").read_text() == "X = 1\n"
+    assert not (folder / "converters").exists() and (folder / "zooforge" / "versioning" / "__init__.py").is_file()
     assert not (folder / "untracked.py").exists()
     settings = (folder / "pyproject.toml").read_text()
-    assert settings.startswith("[project]") and 'only_mutate = ["pkg/*.py"]' in settings
+    assert settings.startswith("[project]") and 'only_mutate = ["zooforge/converters/*.py"]' in settings
+    assert 'source_paths = ["zooforge"]' in settings
     # a run fixes its commit at the start: a commit landing while it runs reaches no later group
     first = mutation.committed_revision(repo)
-    (repo / "pkg" / "mod.py").write_text("X = 3\n")
+    (repo / "converters" / "mod.py").write_text("X = 3\n")
     subprocess.run([*git, "commit", "-qam", "later"], check=True)
-    later = mutation.prepare(mutation.Group("h", ("pkg/*.py",), ("tests/t.py",), ""), tmp_path / "work", repo, first)
-    assert (later / "pkg" / "mod.py").read_text() == "X = 1\n"
+    later = mutation.prepare(mutation.Group("h", ("converters/*.py",), ("tests/t.py",), ""), tmp_path / "work",
+                             repo, first)
+    assert (later / "zooforge" / "converters" / "mod.py").read_text() == "X = 1\n"

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from converters.caffe2 import schema
-from converters.caffe2.netdef import (
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.netdef import (
     Caffe2Model, build_init_net, init_net_chunks, load_caffe2, make_arg, make_op, op_args, read_netdef,
     read_value_info, weights_from_init_net, write_caffe2,
 )
-from converters.errors import InputFileError, NetDefError, OutputFileError
+from zooforge.converters.errors import InputFileError, NetDefError, OutputFileError
 from real_caffe2 import RealCaffe2Error
 
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from converters.caffe import schema
-from converters.caffe.loader import build_net
-from converters.caffe2.compat import zoo_compat
-from converters.caffe2.netdef import op_args
-from converters.caffe2.translate import _BLOB_COUNTS, TRANSLATORS, Translation, _elementwise, translate
-from converters.errors import ZooforgeError
+from zooforge.converters.caffe import schema
+from zooforge.converters.caffe.loader import build_net
+from zooforge.converters.caffe2.compat import zoo_compat
+from zooforge.converters.caffe2.netdef import op_args
+from zooforge.converters.caffe2.translate import _BLOB_COUNTS, TRANSLATORS, Translation, _elementwise, translate
+from zooforge.converters.errors import ZooforgeError
 
 X = np.random.default_rng(11).normal(size=(1, 4, 6, 6)).astype(np.float32)
 

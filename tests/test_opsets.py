@@ -17,15 +17,15 @@ import pytest
 from onnx import numpy_helper
 
 from conftest import LIGHT_ALEXNET, light_input, run_onnx
-from converters.api import ConvertOptions, convert_builtin, convert_caffe
-from converters.caffe2.executor import run_net
-from converters.caffe2.netdef import Caffe2Model
-from converters.onnx.frontend import ExportOptions, caffe2_to_onnx
-from versioning import latest_opset, opset_info
-from versioning.convert import convert_opset, model_opset
-from versioning.errors import OpsetError
-from versioning.opsets import OpsetInfo
-from versioning.runtime import available_runtimes, run_model, run_with
+from zooforge.converters.api import ConvertOptions, convert_builtin, convert_caffe
+from zooforge.converters.caffe2.executor import run_net
+from zooforge.converters.caffe2.netdef import Caffe2Model
+from zooforge.converters.onnx.frontend import ExportOptions, caffe2_to_onnx
+from zooforge.versioning import latest_opset, opset_info
+from zooforge.versioning.convert import convert_opset, model_opset
+from zooforge.versioning.errors import OpsetError
+from zooforge.versioning.opsets import OpsetInfo
+from zooforge.versioning.runtime import available_runtimes, run_model, run_with
 
 OPSETS = [3, 6, 7, 8, 9, 12, *range(13, latest_opset() + 1)]
 # The reference evaluator takes seconds on AlexNet: run it there at the opsets that matter most.

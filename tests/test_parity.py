@@ -29,13 +29,13 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from converters.api import ConvertOptions, convert_caffe_net
-from converters.builtin import WeightScale, synthetic_weights
-from converters.caffe.loader import load_caffe, parse_prototxt
-from converters.caffe.net import CaffeNet
-from converters.caffe.weights import write_caffemodel
-from converters.caffe2.executor import infer_shapes, run_net
-from converters.caffe2.netdef import write_caffe2
+from zooforge.converters.api import ConvertOptions, convert_caffe_net
+from zooforge.converters.builtin import WeightScale, synthetic_weights
+from zooforge.converters.caffe.loader import load_caffe, parse_prototxt
+from zooforge.converters.caffe.net import CaffeNet
+from zooforge.converters.caffe.weights import write_caffemodel
+from zooforge.converters.caffe2.executor import infer_shapes, run_net
+from zooforge.converters.caffe2.netdef import write_caffe2
 
 from conftest import run_onnx_file
 from shared_paths import SHARED

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artifacts.datasets import (
+from zooforge.artifacts.quantization.datasets import (
     DatasetError, ImageFolderDataset, MnistDataset, Sample, deterministic_subset, load_dataset,
 )
-from artifacts.preprocess import (
+from zooforge.artifacts.quantization.preprocess import (
     CAFFE_IMAGENET_BGR_MEAN, CIFAR10_CAFFE_RGB_MEAN, PRESETS, CalibrationReader, Preprocess,
     PreprocessError, SeededReader, custom_preset, get_preset,
 )
-from converters.errors import InputFileError
+from zooforge.converters.errors import InputFileError
 from shared_paths import SHARED, SHARED_MISSING
 
 BILINEAR = Image.Resampling.BILINEAR
@@ -75,7 +75,7 @@ def test_caffe_imagenet_per_channel_means_come_from_the_mean_file(data):
 
 
 def test_cifar10_per_channel_means_come_from_the_mean_file(shared):
-    from converters.caffe import schema
+    from zooforge.converters.caffe import schema
     blob = schema.BlobProto()
     mean_file = shared / "caffe/trained/cifar10_quick_hdf5/mean.binaryproto"
     blob.ParseFromString(mean_file.read_bytes())

@@ -1,4 +1,4 @@
-"""Model stamps (converters.lineage), release statements (artifacts.provenance) and zoo-lineage."""
+"""Model stamps (zooforge.converters.lineage), release statements (zooforge.artifacts.provenance.statements) and zoo-lineage."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from converters.lineage import (
+from zooforge.converters.lineage import (
     Lineage, LineageError, ParentRef, SourceFile, calibration_digest, quantization_settings, read_lineage,
     settings_dict, stamp,
 )
-from artifacts.lineage_cli import main as lineage_main
-from artifacts.tarball import write_tarball
-from artifacts.provenance import (
+from zooforge.artifacts.provenance.lineage_cli import main as lineage_main
+from zooforge.artifacts.release.tarball import write_tarball
+from zooforge.artifacts.provenance.statements import (
     STATEMENTS_FILE, ProvenanceError, builder_versions, check_subjects, read_statements, rfc3339, statement,
     write_statements,
 )
-from converters import __version__
+from zooforge.converters import __version__
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -143,7 +143,7 @@ def test_quantization_settings_round_trip():
 
 
 def test_stamp_a_converted_lenet(shared, tmp_path):
-    from converters import api
+    from zooforge.converters import api
 
     folder = shared / "caffe" / "trained" / "lenet_mnist_v2"
     prototxt, weights = folder / "lenet.prototxt", folder / "lenet_iter_10000.caffemodel"
@@ -382,7 +382,7 @@ def test_zoo_convert_records_its_sources(shared, tmp_path):
     """A model written by zoo-convert, outside any release, still says what it was made from."""
     import hashlib
 
-    from converters.cli import main as convert_main
+    from zooforge.converters.cli import main as convert_main
 
     folder = shared / "caffe" / "trained" / "lenet_mnist_v2"
     prototxt, weights = folder / "lenet.prototxt", folder / "lenet_iter_10000.caffemodel"

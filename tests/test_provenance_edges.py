@@ -1,5 +1,5 @@
-"""Edges of the release statements (``artifacts.provenance``) and the model stamps
-(``converters.lineage``), checked against docs/provenance-format.md.
+"""Edges of the release statements (``zooforge.artifacts.provenance.statements``) and the model stamps
+(``zooforge.converters.lineage``), checked against docs/provenance-format.md.
 
 Expected statements, JSON lines and stamp values are written out here by hand from the format
 document; expected errors are the exact sentences; digests come from hashlib.
@@ -22,8 +22,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from artifacts import provenance
-from artifacts.provenance import (
+from zooforge.artifacts.provenance import statements as provenance
+from zooforge.artifacts.provenance.statements import (
     ProvenanceError,
     artifact_stem,
     builder_versions,
@@ -36,9 +36,9 @@ from artifacts.provenance import (
     subject_name,
     write_statements,
 )
-from converters import __version__
-from converters.errors import InputFileError
-from converters.lineage import (
+from zooforge.converters import __version__
+from zooforge.converters.errors import InputFileError
+from zooforge.converters.lineage import (
     FrozenSettings,
     Lineage,
     LineageError,
@@ -328,7 +328,7 @@ def test_read_statements_is_utf8_whatever_the_locale(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_bytes((json.dumps(minimal("modèle-12.onnx"), ensure_ascii=False) + "\n").encode("utf-8"))
     env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
-    code = ("import sys; from artifacts.provenance import read_statements; "
+    code = ("import sys; from zooforge.artifacts.provenance.statements import read_statements; "
             "print(ascii(read_statements(sys.argv[1])[0]['subject'][0]['name']))")
     result = subprocess.run([sys.executable, "-c", code, str(path)], cwd=Path(__file__).resolve().parents[1],
                             env=env, capture_output=True, text=True, timeout=60, check=False)

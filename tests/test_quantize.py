@@ -14,13 +14,13 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from artifacts.datasets import load_dataset
-from artifacts.eval_cli import main as eval_main
-from artifacts.evaluate import evaluate
-from artifacts.preprocess import get_preset
-from artifacts.quantize import QuantizeSettings, calibration_reader, quantize_model, value_range
-from artifacts.quantize_cli import main as quantize_main
-from converters.api import ConvertOptions, convert_caffe
+from zooforge.artifacts.quantization.datasets import load_dataset
+from zooforge.artifacts.quantization.eval_cli import main as eval_main
+from zooforge.artifacts.quantization.evaluate import evaluate
+from zooforge.artifacts.quantization.preprocess import get_preset
+from zooforge.artifacts.quantization.quantize import QuantizeSettings, calibration_reader, quantize_model, value_range
+from zooforge.artifacts.quantization.quantize_cli import main as quantize_main
+from zooforge.converters.api import ConvertOptions, convert_caffe
 
 EVAL_IMAGES = 2000
 MIN_FP32_TOP1 = 0.985
@@ -177,7 +177,7 @@ def test_bad_dataset_path_exits_2(lenet, work):
 
 def test_a_reference_that_scores_0_gives_no_drop_ratio_and_the_report_stays_json():
     """(0 - x) / 0 has no value: the sentence says so and the JSON holds null, never NaN."""
-    from artifacts.evaluate import EvalReport, ModelScore
+    from zooforge.artifacts.quantization.evaluate import EvalReport, ModelScore
 
     def score(name: str, top1: int, top5: int, latency: float) -> ModelScore:
         return ModelScore(name, f"{name}.onnx", 10, top1, top5, latency, latency)

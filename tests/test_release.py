@@ -1,4 +1,4 @@
-"""``zoo-package`` / ``artifacts.release``: complete, reproducible, all-or-nothing model releases.
+"""``zoo-package`` / ``zooforge.artifacts.release.build``: complete, reproducible, all-or-nothing model releases.
 
 Most tests build LeNet (../shared/caffe/trained/lenet_mnist_v2, inputs in [0, 1)) at a few opsets;
 each such build takes well under a second. One test builds the full-size built-in AlexNet at a
@@ -19,14 +19,15 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-import artifacts.release as release_module
-from artifacts import package_cli, validate_cli
-from artifacts.release import ReleaseError, ReleaseOptions, build_release
-from artifacts.source import ReleaseSource, builtin_source, caffe_source, netdef_source, onnx_source
-from artifacts.testdata import InputRecipe
-from converters import api
-from converters.caffe2.executor import run_net
-from converters.onnx.model import OnnxModel
+import zooforge.artifacts.release.build as release_module
+from zooforge.artifacts.release import package_cli
+from zooforge.artifacts.validation import validate_cli
+from zooforge.artifacts.release.build import ReleaseError, ReleaseOptions, build_release
+from zooforge.artifacts.release.source import ReleaseSource, builtin_source, caffe_source, netdef_source, onnx_source
+from zooforge.artifacts.release.testdata import InputRecipe
+from zooforge.converters import api
+from zooforge.converters.caffe2.executor import run_net
+from zooforge.converters.onnx.model import OnnxModel
 
 OPSETS = (3, 9, 13)
 EPOCH = 1_234_567_890
@@ -541,8 +542,8 @@ def test_lenet_release_with_int8_and_qdq_evaluated_on_mnist(shared, tmp_path):
 
 
 def test_release_statements_are_slsa_provenance_of_every_artifact(release, shared):
-    from converters.lineage import read_lineage
-    from artifacts.provenance import check_subjects, read_statements
+    from zooforge.converters.lineage import read_lineage
+    from zooforge.artifacts.provenance.statements import check_subjects, read_statements
 
     statements = read_statements(release / "provenance.intoto.jsonl")
     assert check_subjects(release, statements) == []

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-from converters.api import ConvertOptions, convert_caffe
-from converters.caffe2.executor import run_net
-from converters.cli import main
+from zooforge.converters.api import ConvertOptions, convert_caffe
+from zooforge.converters.caffe2.executor import run_net
+from zooforge.converters.cli import main
 
 from conftest import shared_work_scope
 
@@ -191,7 +191,7 @@ def test_lenet_caffe_named_tensors_hold_caffes_final_blob_values(shared, onnx_ru
 
 @pytest.fixture(scope=shared_work_scope)
 def alexnet_by_style():
-    from converters.api import convert_builtin
+    from zooforge.converters.api import convert_builtin
 
     return {style: convert_builtin("alexnet", ConvertOptions(names=style)).onnx_model for style in ("caffe", "zoo")}
 

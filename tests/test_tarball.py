@@ -1,4 +1,4 @@
-"""Reproducible release tarballs, and refusing malicious ones (``artifacts.tarball``)."""
+"""Reproducible release tarballs, and refusing malicious ones (``zooforge.artifacts.release.tarball``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artifacts import tarball
-from artifacts.tarball import UnsafeArchiveError, list_members, safe_extract, write_tarball
-from converters.errors import InputFileError
+from zooforge.artifacts.release import tarball
+from zooforge.artifacts.release.tarball import UnsafeArchiveError, list_members, safe_extract, write_tarball
+from zooforge.converters.errors import InputFileError
 
 EPOCH = 1_700_000_000
 TOP = "bvlc_alexnet"

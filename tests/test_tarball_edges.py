@@ -1,4 +1,4 @@
-"""The edges of ``artifacts.tarball``: argument limits at their bounds, every refusal's sentence,
+"""The edges of ``zooforge.artifacts.release.tarball``: argument limits at their bounds, every refusal's sentence,
 name normalisation, the modes extraction leaves, and the byte format pinned by digest.
 
 Written against the mutants mutation testing left alive (``scripts/mutation.py --group tarball``).
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from artifacts import tarball
-from artifacts.tarball import UnsafeArchiveError, safe_extract, write_tarball
-from converters.errors import InputFileError
+from zooforge.artifacts.release import tarball
+from zooforge.artifacts.release.tarball import UnsafeArchiveError, safe_extract, write_tarball
+from zooforge.converters.errors import InputFileError
 
 # The limits written by hand, not imported from the code under test:
 MTIME_LIMIT = 8589934591  # 8**11 - 1: the largest value ustar's 11-octal-digit mtime field holds

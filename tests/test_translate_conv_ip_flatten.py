@@ -14,7 +14,7 @@ import pytest
 from test_netdef_mutants import _layer, _ops, _refusal, _translated
 from test_translate_limits import _top_shape
 
-from converters.caffe2.netdef import op_args
+from zooforge.converters.caffe2.netdef import op_args
 
 X = np.random.default_rng(23).normal(size=(1, 4, 6, 6)).astype(np.float32)
 RNG = np.random.default_rng(29)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from converters.caffe import schema
-from converters.caffe.loader import build_net
-from converters.caffe2.executor import infer_shapes
-from converters.caffe2.translate import translate
-from converters.errors import CaffeModelError, ZooforgeError
+from zooforge.converters.caffe import schema
+from zooforge.converters.caffe.loader import build_net
+from zooforge.converters.caffe2.executor import infer_shapes
+from zooforge.converters.caffe2.translate import translate
+from zooforge.converters.errors import CaffeModelError, ZooforgeError
 
 RNG = np.random.default_rng(5)
 

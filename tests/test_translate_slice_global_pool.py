@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.builtin import synthetic_weights
-from converters.caffe.weights import write_caffemodel
-from converters.caffe2.netdef import op_args, read_netdef
-from converters.errors import ZooforgeError
+from zooforge.converters.builtin import synthetic_weights
+from zooforge.converters.caffe.weights import write_caffemodel
+from zooforge.converters.caffe2.netdef import op_args, read_netdef
+from zooforge.converters.errors import ZooforgeError
 
 from test_netdef_mutants import X, _layer, _net, _refusal, _translated
 

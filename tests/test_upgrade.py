@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from google.protobuf import text_format
 
-from converters.caffe.loader import describe_inputs, parse_prototxt
-from converters.caffe.upgrade import net_format, upgrade_net
+from zooforge.converters.caffe.loader import describe_inputs, parse_prototxt
+from zooforge.converters.caffe.upgrade import net_format, upgrade_net
 
 FIXTURES = ("TestSimple", "TestImageNet")  # from Caffe's src/caffe/test/test_upgrade_proto.cpp
 FORMATS = ("v1_layers", "v2_input_dim", "v2_input_shape", "v2_input_layer")

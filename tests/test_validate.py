@@ -16,14 +16,14 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-from artifacts.validate import (
+from zooforge.artifacts.validation.parity import (
     RethresholdError,
     Tolerance,
     ValidationReport,
     compare_output,
     validate_path,
 )
-from artifacts.validate_cli import main
+from zooforge.artifacts.validation.validate_cli import main
 from conftest import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,7 +216,7 @@ def test_tarball_with_a_link_or_an_oversize_member_is_refused(tmp_path: Path, mo
         member = tarfile.TarInfo("top/model.onnx")
         member.size = 64 * 2**20
         tar.addfile(member, io.BytesIO(bytes(member.size)))
-    import artifacts.tarball as tarball
+    import zooforge.artifacts.release.tarball as tarball
 
     limited = tarball.safe_extract
     monkeypatch.setattr(tarball, "safe_extract", lambda a, d, **k: limited(a, d, max_bytes=2**20))
@@ -385,7 +385,7 @@ def test_runtime_restriction_and_subprocess(shared: Path, tmp_path: Path) -> Non
     assert [s.runtime for s in report.sets] == ["reference"]
     assert any("onnxruntime cannot run opset 6" in w for w in report.warnings)
     proc = subprocess.run(
-        [sys.executable, "-m", "artifacts.validate_cli", str(shared / "onnx" / RELU), "--runtime", "onnxruntime",
+        [sys.executable, "-m", "zooforge.artifacts.validation.validate_cli", str(shared / "onnx" / RELU), "--runtime", "onnxruntime",
          "-q", "--json", str(tmp_path / "r.json")],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr

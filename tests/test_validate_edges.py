@@ -26,8 +26,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from artifacts import validate
-from artifacts.validate import (
+from zooforge.artifacts.validation import parity as validate
+from zooforge.artifacts.validation.parity import (
     OutputReport,
     RethresholdError,
     SetReport,
@@ -37,7 +37,7 @@ from artifacts.validate import (
     read_bounded,
     validate_path,
 )
-from converters.errors import InputFileError
+from zooforge.converters.errors import InputFileError
 
 INF = math.inf
 NAN = math.nan
@@ -588,7 +588,7 @@ def test_unknown_runtimes_are_refused_by_name(tmp_path: Path) -> None:
 
 
 class _Fake:
-    """Stands in for versioning.runtime.Session: per runtime, refuse to load, fail to run, or return."""
+    """Stands in for zooforge.versioning.runtime.Session: per runtime, refuse to load, fail to run, or return."""
 
     plan: ClassVar[dict] = {}
 
@@ -789,7 +789,7 @@ def test_tarball_read_errors_and_the_temporary_folder(tmp_path: Path, monkeypatc
                         input_error(lambda: validate_path(corrupt)))
     assert list(scratch.iterdir()) == []  # the extracted copy is gone
 
-    from artifacts import tarball
+    from zooforge.artifacts.release import tarball
 
     def broken(archive, dest, **kwargs):
         raise tarfile.TarError("boom")

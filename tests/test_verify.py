@@ -1,4 +1,4 @@
-"""``zoo-verify`` / ``artifacts.verify`` and ``artifacts.signing``: a release checked against its
+"""``zoo-verify`` / ``zooforge.artifacts.provenance.verify`` and ``zooforge.artifacts.provenance.signing``: a release checked against its
 SHA256SUMS, manifest.json, provenance statements and an offline EC signature (model-signing).
 
 One LeNet release (opsets 9 and 12, one test set, no quantized variants) is built per module and
@@ -21,12 +21,14 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from artifacts import provenance, verify_cli
-from artifacts.manifest import Artifact, manifest_entry, write_manifest, write_sha256sums
-from artifacts.signing import SIGNATURE_NAME, SigningError, make_test_keypair, sign_release, verify_signature
-from artifacts.verify import PROVENANCE_NAME, verify_artifact, verify_release
-from converters.errors import InputFileError
-from converters.fileio import sha256_file
+from zooforge.artifacts.provenance import statements as provenance
+
+from zooforge.artifacts.provenance import verify_cli
+from zooforge.artifacts.release.manifest import Artifact, manifest_entry, write_manifest, write_sha256sums
+from zooforge.artifacts.provenance.signing import SIGNATURE_NAME, SigningError, make_test_keypair, sign_release, verify_signature
+from zooforge.artifacts.provenance.verify import PROVENANCE_NAME, verify_artifact, verify_release
+from zooforge.converters.errors import InputFileError
+from zooforge.converters.fileio import sha256_file
 
 from conftest import build_lenet_release, shared_work_scope
 

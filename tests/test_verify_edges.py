@@ -1,4 +1,4 @@
-"""Edges of ``zoo-verify`` (``artifacts.verify``) and of the indexes it reads (``artifacts.manifest``).
+"""Edges of ``zoo-verify`` (``zooforge.artifacts.provenance.verify``) and of the indexes it reads (``zooforge.artifacts.release.manifest``).
 
 Every expected problem is a sentence written out here by hand (the wording of the module docstring
 and README "Provenance": ``changed: X``, ``added: Y``, ``removed: Z``, ``renamed? X -> Y``, or a line
@@ -24,16 +24,16 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from artifacts.manifest import (
+from zooforge.artifacts.release.manifest import (
     Artifact,
     io_ports,
     manifest_entry,
     write_manifest,
     write_sha256sums,
 )
-from artifacts.signing import make_test_keypair, sign_release
-from artifacts.verify import verify_artifact, verify_release
-from converters.errors import InputFileError
+from zooforge.artifacts.provenance.signing import make_test_keypair, sign_release
+from zooforge.artifacts.provenance.verify import verify_artifact, verify_release
+from zooforge.converters.errors import InputFileError
 
 from conftest import build_lenet_release, shared_work_scope
 

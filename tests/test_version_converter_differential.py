@@ -12,10 +12,10 @@ import onnx
 import pytest
 from onnx import version_converter
 
-from converters.api import ConvertOptions, convert_builtin, convert_caffe
-from versioning import latest_opset
-from versioning.convert import convert_opset, model_opset
-from versioning.runtime import run_with
+from zooforge.converters.api import ConvertOptions, convert_builtin, convert_caffe
+from zooforge.versioning import latest_opset
+from zooforge.versioning.convert import convert_opset, model_opset
+from zooforge.versioning.runtime import run_with
 
 TOLERANCE = 1e-6  # both are float32 graphs of the same operators: differences are ulp-level
 SMALL_TARGETS = tuple(range(3, latest_opset() + 1))

@@ -19,13 +19,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from versioning import adapters, convert, runtime
-from versioning.adapters import _reshaped
-from versioning.convert import convert_opset
-from versioning.editor import GraphEditor
-from versioning.errors import OpsetError
-from versioning.legacy_ops import _LegacyOp, _schema, kernels_for_opset
-from versioning.opsets import opset_info
+from zooforge.versioning import adapters, convert, runtime
+from zooforge.versioning.adapters import _reshaped
+from zooforge.versioning.convert import convert_opset
+from zooforge.versioning.editor import GraphEditor
+from zooforge.versioning.errors import OpsetError
+from zooforge.versioning.legacy_ops import _LegacyOp, _schema, kernels_for_opset
+from zooforge.versioning.opsets import opset_info
 
 N = helper.make_node
 F, F32 = TensorProto.FLOAT, np.float32

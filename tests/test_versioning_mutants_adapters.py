@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from test_checker import LARGE, _checked_probe, _conv_model
 from test_versioning_mutants import F32, N, conversion_error, data, model, ort
 
-from versioning.convert import convert_opset
+from zooforge.versioning.convert import convert_opset
 
 
 def test_a_non_constant_prelu_slope_is_realigned_under_an_ai_onnx_import() -> None:

@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper
 from test_versioning_mutants import F32, N, data, model, ort, reference
 
-from versioning import runtime
-from versioning.errors import ZooforgeError
+from zooforge.versioning import runtime
+from zooforge.versioning.errors import ZooforgeError
 
 
 def _contrib_gelu(opset: int) -> onnx.ModelProto:

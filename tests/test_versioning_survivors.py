@@ -12,8 +12,8 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from versioning import adapters, runtime
-from versioning.adapters import (
+from zooforge.versioning import adapters, runtime
+from zooforge.versioning.adapters import (
     StepRefused,
     _compatible,
     _constant_of_shape_down,
@@ -24,13 +24,13 @@ from versioning.adapters import (
     _reshaped,
     _same,
 )
-from versioning.checker import _nbytes, check_graph
-from versioning.convert import convert_opset
-from versioning.editor import GraphEditor
-from versioning.errors import OpsetError
-from versioning.legacy_ops import _LegacyOp, _schema, legacy_broadcast
-from versioning.names import fresh_name
-from versioning.opsets import opset_info
+from zooforge.versioning.checker import _nbytes, check_graph
+from zooforge.versioning.convert import convert_opset
+from zooforge.versioning.editor import GraphEditor
+from zooforge.versioning.errors import OpsetError
+from zooforge.versioning.legacy_ops import _LegacyOp, _schema, legacy_broadcast
+from zooforge.versioning.names import fresh_name
+from zooforge.versioning.opsets import opset_info
 
 N = helper.make_node
 F = TensorProto.FLOAT
@@ -417,7 +417,7 @@ def test_initializers_are_listed_as_inputs_only_at_ir_3(target: int, listed: boo
 
 def test_an_opset_onnx_knows_but_its_version_table_lacks_takes_onnxs_own_ir(monkeypatch: pytest.MonkeyPatch) -> None:
     """A newer onnx may know an opset before VERSION_TABLE has its row: stamp the installed IR and release."""
-    from versioning import latest_opset, opsets
+    from zooforge.versioning import latest_opset, opsets
 
     newest = latest_opset()
     rows = [row for row in helper.VERSION_TABLE if row[2] < newest]

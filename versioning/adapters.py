@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from onnx import NodeProto, helper
 
-from versioning.editor import GraphEditor, attribute, remove_attribute, set_attribute
+from zooforge.versioning.editor import GraphEditor, attribute, remove_attribute, set_attribute
 
 Rewrite = Callable[[GraphEditor, NodeProto], None]
 

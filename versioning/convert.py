@@ -1,7 +1,7 @@
 """Move an ONNX model between any two opsets of the supported range, one step at a time.
 
 At each step N -> N+1 (or back) only operators whose schema changed at that step are touched,
-through the adapters in ``versioning.adapters``. A node whose meaning cannot be kept is refused
+through the adapters in ``zooforge.versioning.adapters``. A node whose meaning cannot be kept is refused
 with an error naming the node, its operator and the step. The result carries the IR version of
 its opset and passes the ONNX checker with full shape inference.
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 import onnx
 from onnx import defs, helper
 
-from versioning.adapters import StepRefused, changes_by_key
-from versioning.checker import check_graph
-from versioning.editor import GraphEditor
-from versioning.errors import OpsetError
-from versioning.opsets import opset_info
+from zooforge.versioning.adapters import StepRefused, changes_by_key
+from zooforge.versioning.checker import check_graph
+from zooforge.versioning.editor import GraphEditor
+from zooforge.versioning.errors import OpsetError
+from zooforge.versioning.opsets import opset_info
 
 # The classic CNN operator set the adapters are written for.
 SUPPORTED_OPS = frozenset(

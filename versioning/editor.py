@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import NodeProto, helper, numpy_helper, shape_inference
 
-from versioning.names import fresh_name
+from zooforge.versioning.names import fresh_name
 
 
 class GraphEditor:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import onnx
 from onnx import defs, helper
 
-from versioning.errors import OpsetError
+from zooforge.versioning.errors import OpsetError
 
 MIN_OPSET = 3
 

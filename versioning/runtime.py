@@ -2,7 +2,7 @@
 
 onnxruntime (CPU) runs opset >= 7; it refuses older models. Below that, and whenever
 onnxruntime cannot load a model, the model runs on ``onnx.reference.ReferenceEvaluator`` with
-zooforge's legacy and corrected kernels (:mod:`versioning.legacy_ops`). Those kernels compute
+zooforge's legacy and corrected kernels (:mod:`zooforge.versioning.legacy_ops`). Those kernels compute
 as zooforge's Caffe2 executor does (im2col, the same float32 products), so a check on them alone
 proves little: ``onnxruntime-lifted`` runs an opset 3-6 model on onnxruntime after lifting it in
 memory to opset 7 with zooforge's own opset converter, a runtime that shares no kernel code with
@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from onnx.reference import ReferenceEvaluator
 
-from versioning.errors import ZooforgeError
-from versioning.legacy_ops import kernels_for_opset
+from zooforge.versioning.errors import ZooforgeError
+from zooforge.versioning.legacy_ops import kernels_for_opset
 
 __all__ = [
     "ONNXRUNTIME",
@@ -164,7 +164,7 @@ class Session:
 
 def _lift(proto: onnx.ModelProto) -> onnx.ModelProto:
     """The model at opset 7 (zooforge's converter), for onnxruntime; refusals say why."""
-    from versioning.convert import convert_opset  # noqa: PLC0415
+    from zooforge.versioning.convert import convert_opset  # noqa: PLC0415
 
     opset = model_opset(proto)
     if opset >= ORT_MIN_OPSET:

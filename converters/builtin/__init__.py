@@ -1,13 +1,13 @@
 """Built-in models: zooforge's own net definitions with seeded synthetic weights."""
 
-from converters.builtin.models import (
+from zooforge.converters.builtin.models import (
     BUILTIN_MODELS,
     BuiltinModel,
     UnknownBuiltinModelError,
     builtin_model,
     load_builtin,
 )
-from converters.builtin.synthetic import WeightScale, skeleton_net, synthetic_weights
+from zooforge.converters.builtin.synthetic import WeightScale, skeleton_net, synthetic_weights
 
 __all__ = [
     "BUILTIN_MODELS",

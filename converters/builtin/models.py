@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from converters.caffe.loader import InputShapes, build_net, parse_prototxt
-from converters.caffe.net import CaffeNet
-from converters.caffe.upgrade import upgrade_net
-from converters.builtin.synthetic import WeightScale, skeleton_net, synthetic_weights
-from converters.errors import ZooforgeError
+from zooforge.converters.caffe.loader import InputShapes, build_net, parse_prototxt
+from zooforge.converters.caffe.net import CaffeNet
+from zooforge.converters.caffe.upgrade import upgrade_net
+from zooforge.converters.builtin.synthetic import WeightScale, skeleton_net, synthetic_weights
+from zooforge.converters.errors import ZooforgeError
 
 # Caffe-preprocessed ImageNet images (BGR 0-255 minus the mean) are roughly uniform in [-128, 128].
 IMAGENET_CAFFE_STD = 128.0 / math.sqrt(3.0)

@@ -18,7 +18,7 @@ convolutions / inner products followed by ReLUs:
 * biases are small (standard deviation 5% of the layer's output scale), but never zero, so a bias
   that a converter drops or misplaces shows in the outputs.
 
-Output shapes are followed with ``converters.caffe2.translate.Translation`` (the executor's shape
+Output shapes are followed with ``zooforge.converters.caffe2.translate.Translation`` (the executor's shape
 rules), so the translators check every synthesized blob shape against the one they expect.
 """
 
@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from converters.caffe.layers import WEIGHTED_LAYER_TYPES
-from converters.caffe.loader import InputShapes, build_net
-from converters.caffe.net import CaffeLayer, CaffeNet
-from converters.caffe.params import spatial
-from converters.caffe.upgrade import upgrade_net
-from converters.caffe.weights import WeightTable
-from converters.caffe2.translate import TRANSLATORS, Translation, check_blob_counts
-from converters.errors import UnsupportedLayerError
+from zooforge.converters.caffe.layers import WEIGHTED_LAYER_TYPES
+from zooforge.converters.caffe.loader import InputShapes, build_net
+from zooforge.converters.caffe.net import CaffeLayer, CaffeNet
+from zooforge.converters.caffe.params import spatial
+from zooforge.converters.caffe.upgrade import upgrade_net
+from zooforge.converters.caffe.weights import WeightTable
+from zooforge.converters.caffe2.translate import TRANSLATORS, Translation, check_blob_counts
+from zooforge.converters.errors import UnsupportedLayerError
 
 Shape = tuple[int, ...]
 

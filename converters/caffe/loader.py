@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 from google.protobuf import text_format
 
-from converters.caffe import schema
-from converters.caffe.layers import DATA_LAYER_TYPES, DROPPED_LAYER_TYPES, WEIGHTED_LAYER_TYPES
-from converters.caffe.net import CaffeLayer, CaffeNet
-from converters.caffe.upgrade import upgrade_net
-from converters.caffe.weights import WeightTable, read_weights
-from converters.errors import CaffeModelError, InputFileError
+from zooforge.converters.caffe import schema
+from zooforge.converters.caffe.layers import DATA_LAYER_TYPES, DROPPED_LAYER_TYPES, WEIGHTED_LAYER_TYPES
+from zooforge.converters.caffe.net import CaffeLayer, CaffeNet
+from zooforge.converters.caffe.upgrade import upgrade_net
+from zooforge.converters.caffe.weights import WeightTable, read_weights
+from zooforge.converters.errors import CaffeModelError, InputFileError
 
 Shape = tuple[int, ...]
 # One shape for the net's only (or first) input, or a shape per input name.

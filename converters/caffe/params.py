@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from converters.errors import CaffeModelError
+from zooforge.converters.errors import CaffeModelError
 
 
 def spatial(

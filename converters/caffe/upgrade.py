@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from converters.caffe import schema
-from converters.errors import CaffeModelError
+from zooforge.converters.caffe import schema
+from zooforge.converters.errors import CaffeModelError
 
 # V1 enum name -> V2 type string.
 V1_TYPE_NAMES: dict[str, str] = {

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from converters.caffe import schema
-from converters.caffe.net import CaffeNet
-from converters.errors import CaffeModelError, InputFileError
-from converters.fileio import atomic_writer
-from converters.wire import field_header
+from zooforge.converters.caffe import schema
+from zooforge.converters.caffe.net import CaffeNet
+from zooforge.converters.errors import CaffeModelError, InputFileError
+from zooforge.converters.fileio import atomic_writer
+from zooforge.converters.wire import field_header
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _LEGACY_DIMS = ("num", "channels", "height", "width")

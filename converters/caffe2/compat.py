@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from converters.caffe2 import schema
-from converters.caffe2.executor import infer_shapes
-from converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING, pool_extent, window_geometry
-from converters.caffe2.netdef import Caffe2Model, make_arg, op_args
-from converters.errors import ExportError, ZooforgeError
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.executor import infer_shapes
+from zooforge.converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING, pool_extent, window_geometry
+from zooforge.converters.caffe2.netdef import Caffe2Model, make_arg, op_args
+from zooforge.converters.errors import ExportError, ZooforgeError
 
 _POOLS = ("MaxPool", "AveragePool")
 

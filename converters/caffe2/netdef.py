@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from converters.caffe2 import schema
-from converters.errors import InputFileError, NetDefError, OutputFileError
-from converters.fileio import atomic_write_bytes, atomic_writer
-from converters.wire import field_header
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.errors import InputFileError, NetDefError, OutputFileError
+from zooforge.converters.fileio import atomic_write_bytes, atomic_writer
+from zooforge.converters.wire import field_header
 
 FLOAT_TYPE = 1  # caffe2.TensorProto.FLOAT
 INT32_TYPE = 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from converters._protos import message_class
+from zooforge.converters._protos import message_class
 
 _DESC = Path(__file__).with_name("proto") / "caffe2.desc"
 

@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from converters.caffe.net import CaffeLayer, CaffeNet
-from converters.caffe.params import spatial
-from converters.caffe2 import schema
-from converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING, pool_extent
-from converters.caffe2.executor.run import describe_operator, infer_shapes
-from converters.caffe2.netdef import SYNTHETIC_ARG, Caffe2Model, make_arg, make_op
-from converters.errors import CaffeModelError, UnsupportedLayerError, ZooforgeError
-from versioning.names import fresh_name
+from zooforge.converters.caffe.net import CaffeLayer, CaffeNet
+from zooforge.converters.caffe.params import spatial
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING, pool_extent
+from zooforge.converters.caffe2.executor.run import describe_operator, infer_shapes
+from zooforge.converters.caffe2.netdef import SYNTHETIC_ARG, Caffe2Model, make_arg, make_op
+from zooforge.converters.errors import CaffeModelError, UnsupportedLayerError, ZooforgeError
+from zooforge.versioning.names import fresh_name
 
 Shape = tuple[int, ...]
 _FLOAT = 1  # caffe2.TensorProto.FLOAT

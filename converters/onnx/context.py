@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from onnx import NodeProto, helper
 
-from converters.errors import ExportError
-from versioning.names import fresh_name
+from zooforge.converters.errors import ExportError
+from zooforge.versioning.names import fresh_name
 
 Shape = tuple[int, ...]
 

@@ -14,14 +14,14 @@ from typing import Literal
 import numpy as np
 from onnx import TensorProto, helper
 
-from converters.caffe2.executor import infer_shapes
-from converters.caffe2.netdef import Caffe2Model, op_args
-from converters.errors import ExportError
-from converters.onnx.context import ExportContext, OpEmitter
-from converters.onnx.model import OnnxModel
-from converters.onnx.handlers import REGISTRY
-from versioning import opset_info
-from versioning.names import fresh_name
+from zooforge.converters.caffe2.executor import infer_shapes
+from zooforge.converters.caffe2.netdef import Caffe2Model, op_args
+from zooforge.converters.errors import ExportError
+from zooforge.converters.onnx.context import ExportContext, OpEmitter
+from zooforge.converters.onnx.model import OnnxModel
+from zooforge.converters.onnx.handlers import REGISTRY
+from zooforge.versioning import opset_info
+from zooforge.versioning.names import fresh_name
 
 NameStyle = Literal["zoo", "caffe"]
 Compat = Literal["zoo"] | None

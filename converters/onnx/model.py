@@ -17,9 +17,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from converters.fileio import atomic_writer
-from converters.wire import field_header
-from versioning.checker import LARGE_TENSOR_BYTES, check_graph
+from zooforge.converters.fileio import atomic_writer
+from zooforge.converters.wire import field_header
+from zooforge.versioning.checker import LARGE_TENSOR_BYTES, check_graph
 
 _MODEL_GRAPH = 7          # ModelProto.graph
 _GRAPH_INITIALIZER = 5    # GraphProto.initializer

@@ -171,7 +171,7 @@ class RealCaffe2:
     def run(self, model: Any, feeds: Mapping[str, np.ndarray],
             fetch: Iterable[str] | str | None = None) -> dict[str, np.ndarray]:
         """Run a zooforge ``Caffe2Model`` exactly as ``write_caffe2`` writes it."""
-        from converters.caffe2.netdef import write_caffe2
+        from zooforge.converters.caffe2.netdef import write_caffe2
 
         work = Path(tempfile.mkdtemp(dir=self.scratch))
         try:

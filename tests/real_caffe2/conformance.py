@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from converters.caffe2 import schema
-from converters.caffe2.executor import run_net
-from converters.caffe2.netdef import Caffe2Model, op_args, write_caffe2
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.executor import run_net
+from zooforge.converters.caffe2.netdef import Caffe2Model, op_args, write_caffe2
 from real_caffe2 import RealCaffe2, RealCaffe2Error
 
 TOLERANCE = 1e-5  # max|ours - theirs| <= 1e-5 * max(1, max|ours|), as the layer tests

@@ -4,6 +4,6 @@ Caffe2 no longer ships anywhere, so zooforge runs NetDefs itself. Operators foll
 semantics (including Caffe's pooling arithmetic under ``legacy_pad=3``), float32 in and out.
 """
 
-from converters.caffe2.executor.run import infer_shapes, run_net, OPERATORS
+from zooforge.converters.caffe2.executor.run import infer_shapes, run_net, OPERATORS
 
 __all__ = ["OPERATORS", "infer_shapes", "run_net"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from converters.errors import NetDefError
+from zooforge.converters.errors import NetDefError
 
 
 class LegacyPadding(IntEnum):

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from converters.caffe2.executor.geometry import (
+from zooforge.converters.caffe2.executor.geometry import (
     LegacyPadding, Window, is_global, legacy_padding, resolve_window, window_geometry,
 )
-from converters.caffe2.executor.operator import Operator, Shape, require_test_mode, same_shape
-from converters.errors import NetDefError
+from zooforge.converters.caffe2.executor.operator import Operator, Shape, require_test_mode, same_shape
+from zooforge.converters.errors import NetDefError
 
 
 def _check_order(args: Mapping[str, Any]) -> None:

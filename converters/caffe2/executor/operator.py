@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from converters.errors import NetDefError
+from zooforge.converters.errors import NetDefError
 
 Shape = tuple[int, ...]
 Kernel = Callable[[Sequence[np.ndarray], Mapping[str, Any], int], list[np.ndarray]]

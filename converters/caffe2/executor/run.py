@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from converters.caffe2.executor import nn, tensor
-from converters.caffe2.executor.operator import MANY, Operator, Shape
-from converters.caffe2.netdef import Caffe2Model, op_args
-from converters.errors import NetDefError, ZooforgeError
+from zooforge.converters.caffe2.executor import nn, tensor
+from zooforge.converters.caffe2.executor.operator import MANY, Operator, Shape
+from zooforge.converters.caffe2.netdef import Caffe2Model, op_args
+from zooforge.converters.errors import NetDefError, ZooforgeError
 
 OPERATORS: Mapping[str, Operator] = MappingProxyType({**nn.OPERATORS, **tensor.OPERATORS})
 _CONV_POOL = frozenset({"Conv", "ConvTranspose", "MaxPool", "AveragePool"})  # Caffe2's ConvPoolOpBase ops

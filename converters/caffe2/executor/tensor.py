@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from converters.caffe2 import schema
-from converters.caffe2.executor.operator import MANY, Operator, Shape, require_test_mode, same_shape
-from converters.errors import NetDefError
+from zooforge.converters.caffe2 import schema
+from zooforge.converters.caffe2.executor.operator import MANY, Operator, Shape, require_test_mode, same_shape
+from zooforge.converters.errors import NetDefError
 
 _INT64 = 10  # caffe2.TensorProto.INT64
 _CAST_TYPES = {1: np.float32, 2: np.int32, 10: np.int64, 13: np.float64}  # caffe2.TensorProto codes (12 is FLOAT16)

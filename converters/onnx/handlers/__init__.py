@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from converters.onnx.handlers import elementwise, nn, tensor
-from converters.onnx.handlers.base import Handler, build_registry
+from zooforge.converters.onnx.handlers import elementwise, nn, tensor
+from zooforge.converters.onnx.handlers.base import Handler, build_registry
 
 REGISTRY = MappingProxyType(build_registry(nn.HANDLERS, elementwise.HANDLERS, tensor.HANDLERS))
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
-from converters.errors import ExportError
+from zooforge.converters.errors import ExportError
 
 _VERSION = re.compile(r"^version_(\d+)$")
 

@@ -13,9 +13,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from converters.errors import ExportError
-from converters.onnx.context import OpEmitter
-from converters.onnx.handlers.base import Handler
+from zooforge.converters.errors import ExportError
+from zooforge.converters.onnx.context import OpEmitter
+from zooforge.converters.onnx.handlers.base import Handler
 
 
 class _Unary(Handler):

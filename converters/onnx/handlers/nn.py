@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from converters.caffe2.executor.geometry import (
+from zooforge.converters.caffe2.executor.geometry import (
     LegacyPadding, Window, is_global, legacy_padding, pool_extent, resolve_window, window_geometry,
 )
-from converters.errors import ExportError
-from converters.onnx.context import OpEmitter
-from converters.onnx.handlers.base import Handler
+from zooforge.converters.errors import ExportError
+from zooforge.converters.onnx.context import OpEmitter
+from zooforge.converters.onnx.handlers.base import Handler
 
 
 def _conv_attrs(e: OpEmitter, window: Window) -> dict[str, object]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from converters.caffe2.executor.tensor import cast_code, concat_axis, slice_bounds
-from converters.errors import ExportError
-from converters.onnx.context import OpEmitter
-from converters.onnx.handlers.base import Handler
+from zooforge.converters.caffe2.executor.tensor import cast_code, concat_axis, slice_bounds
+from zooforge.converters.errors import ExportError
+from zooforge.converters.onnx.context import OpEmitter
+from zooforge.converters.onnx.handlers.base import Handler
 
 _INT64_MAX = np.iinfo(np.int64).max
 # caffe2.TensorProto.DataType -> (onnx.TensorProto.DataType, its name for Cast-1)

@@ -15,11 +15,11 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from converters.lineage import Lineage, canonical_json
-from artifacts.manifest import sha256_file
-from converters import __version__
-from converters.errors import InputFileError
-from converters.fileio import atomic_write_bytes
+from zooforge.converters.lineage import Lineage, canonical_json
+from zooforge.artifacts.release.manifest import sha256_file
+from zooforge.converters import __version__
+from zooforge.converters.errors import InputFileError
+from zooforge.converters.fileio import atomic_write_bytes
 
 STATEMENTS_FILE = "provenance.intoto.jsonl"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

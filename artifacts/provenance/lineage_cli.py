@@ -1,6 +1,6 @@
 """``zoo-lineage``: show how a released artifact was made, from its source files down to it.
 
-The lineage is read from the model's own stamp (``converters.lineage``) and, when the release
+The lineage is read from the model's own stamp (``zooforge.converters.lineage``) and, when the release
 folder is known, from the release's ``provenance.intoto.jsonl``; parents are followed through the
 release (an ``.onnx`` parent: its stamp; any other parent: its statement).
 
@@ -18,12 +18,12 @@ from typing import Any
 
 import click
 
-from converters.lineage import Lineage, SourceFile, canonical_json, read_lineage
-from artifacts.manifest import sha256_file
-from artifacts.provenance import STATEMENTS_FILE, find_statement, read_statements
-from artifacts.tarball import safe_extract
-from converters.cli import run_reporting_errors, zoo_command
-from converters.errors import InputFileError
+from zooforge.converters.lineage import Lineage, SourceFile, canonical_json, read_lineage
+from zooforge.artifacts.release.manifest import sha256_file
+from zooforge.artifacts.provenance.statements import STATEMENTS_FILE, find_statement, read_statements
+from zooforge.artifacts.release.tarball import safe_extract
+from zooforge.converters.cli import run_reporting_errors, zoo_command
+from zooforge.converters.errors import InputFileError
 
 SHORT = 12
 

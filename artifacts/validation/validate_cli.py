@@ -1,4 +1,4 @@
-"""``zoo-validate``: a thin command over :func:`artifacts.validate.validate_path`."""
+"""``zoo-validate``: a thin command over :func:`zooforge.artifacts.validation.parity.validate_path`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from artifacts.validate import SetReport, Tolerance, ValidationReport, validate_path
-from converters.cli import FiniteFloat, run_reporting_errors, zoo_command
-from converters.errors import InputFileError
-from converters.fileio import atomic_write_bytes
-from versioning.runtime import RUNTIMES
+from zooforge.artifacts.validation.parity import SetReport, Tolerance, ValidationReport, validate_path
+from zooforge.converters.cli import FiniteFloat, run_reporting_errors, zoo_command
+from zooforge.converters.errors import InputFileError
+from zooforge.converters.fileio import atomic_write_bytes
+from zooforge.versioning.runtime import RUNTIMES
 
 
 def _line(s: SetReport) -> str:

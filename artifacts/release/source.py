@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from converters import api
-from converters.caffe2.compat import zoo_compat
-from converters.caffe2.executor import run_net
-from converters.caffe2.netdef import Caffe2Model
-from converters.caffe2.translate import translate
-from converters.errors import InputFileError
-from converters.onnx.model import OnnxModel
-from versioning.convert import convert_opset, model_opset
-from versioning.runtime import run_model
+from zooforge.converters import api
+from zooforge.converters.caffe2.compat import zoo_compat
+from zooforge.converters.caffe2.executor import run_net
+from zooforge.converters.caffe2.netdef import Caffe2Model
+from zooforge.converters.caffe2.translate import translate
+from zooforge.converters.errors import InputFileError
+from zooforge.converters.onnx.model import OnnxModel
+from zooforge.converters.sources import SourceSpec
+from zooforge.versioning.convert import convert_opset, model_opset
+from zooforge.versioning.runtime import run_model
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ReleaseSource:
     caffe2: Caffe2Model | None = None
     onnx_model: onnx.ModelProto | None = None
     options: api.ConvertOptions = field(default_factory=api.ConvertOptions)
+    input_range: tuple[float, float] = (-1.0, 1.0)  # default range of the uniform test inputs
 
     @property
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -73,7 +75,7 @@ def caffe_source(prototxt: Path, weights: Path, options: api.ConvertOptions) -> 
 
 
 def builtin_source(name: str, options: api.ConvertOptions) -> ReleaseSource:
-    from converters.builtin import builtin_model, load_builtin
+    from zooforge.converters.builtin import builtin_model, load_builtin
 
     model = builtin_model(name)
     net = load_builtin(name, options.input_shapes)
@@ -81,6 +83,7 @@ def builtin_source(name: str, options: api.ConvertOptions) -> ReleaseSource:
     return ReleaseSource(
         title=title, lineage=[f"Caffe {title}", f"Caffe2 {net.name}", f"ONNX {net.name}"],
         files={"prototxt": model.prototxt}, synthetic=True, caffe2=translate(net), options=options,
+        input_range=(-128.0, 128.0) if name == "alexnet" else (-1.0, 1.0),  # Caffe-range pixels
     )
 
 
@@ -102,3 +105,16 @@ def onnx_source(path: Path, options: api.ConvertOptions) -> ReleaseSource:
     name = model.graph.name or Path(path).stem
     return ReleaseSource(title=name, lineage=[f"ONNX {name} (opset {model_opset(model)})", f"ONNX {name}"],
                          files={"onnx": Path(path)}, onnx_model=model, options=options)
+
+
+_SOURCES = {
+    "builtin": lambda spec, options: builtin_source(spec.builtin, options),
+    "netdef": lambda spec, options: netdef_source(spec.model, spec.init_net, spec.value_info, options),
+    "onnx": lambda spec, options: onnx_source(spec.model, options),
+    "caffe": lambda spec, options: caffe_source(spec.model, spec.weights, options),
+}
+
+
+def release_source(spec: SourceSpec, options: api.ConvertOptions) -> ReleaseSource:
+    """The release source ``spec`` names (zooforge.converters.sources.SourceSpec.kind)."""
+    return _SOURCES[spec.kind](spec, options)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from artifacts.quantize import QuantizeSettings, Reader, model_input
-from versioning.runtime import ONNXRUNTIME, Session
+from zooforge.artifacts.quantization.quantize import QuantizeSettings, Reader, model_input
+from zooforge.versioning.runtime import ONNXRUNTIME, Session
 
 QUANTIZATION_OPSET = 12
 
@@ -32,8 +32,8 @@ class QuantizationPlan:
     def reader(self, settings: QuantizeSettings) -> tuple[Reader, str]:
         name, dims = model_input(self.model)
         if self.calibration is not None:
-            from artifacts.datasets import deterministic_subset, load_dataset
-            from artifacts.preprocess import CalibrationReader, get_preset
+            from zooforge.artifacts.quantization.datasets import deterministic_subset, load_dataset
+            from zooforge.artifacts.quantization.preprocess import CalibrationReader, get_preset
 
             dataset = load_dataset(self.calibration)
             preprocess = get_preset(self.preprocess, dims)
@@ -41,7 +41,7 @@ class QuantizationPlan:
             return (CalibrationReader(dataset, preprocess, name, indices, dims),
                     f"{len(indices)} images of {Path(self.calibration).name} (seed {settings.seed}, "
                     f"preprocessing {self.preprocess})")
-        from artifacts.preprocess import SeededReader
+        from zooforge.artifacts.quantization.preprocess import SeededReader
 
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in dims]
         return (SeededReader(name, shape, self.low, self.high, settings.samples, settings.seed),
@@ -49,13 +49,13 @@ class QuantizationPlan:
 
     def digest(self, settings: QuantizeSettings) -> str:
         """``calibration_sha256``: the calibration images' file digests, or the seeded recipe."""
-        from converters.lineage import calibration_digest
+        from zooforge.converters.lineage import calibration_digest
 
         if self.calibration is None:
             return calibration_digest(recipe={"low": self.low, "high": self.high, "samples": settings.samples,
                                               "seed": settings.seed})
-        from artifacts.datasets import deterministic_subset, load_dataset
-        from artifacts.manifest import sha256_file
+        from zooforge.artifacts.quantization.datasets import deterministic_subset, load_dataset
+        from zooforge.artifacts.release.manifest import sha256_file
 
         dataset = load_dataset(self.calibration)
         indices = deterministic_subset(dataset, settings.samples, settings.seed)
@@ -72,7 +72,7 @@ class QuantizationPlan:
 
 def quantization_plan(options, model: Path) -> QuantizationPlan:  # noqa: ANN001 - ReleaseOptions
     if options.calibration is not None and options.preprocess is None:
-        from artifacts.quantize import QuantizationError
+        from zooforge.artifacts.quantization.quantize import QuantizationError
 
         raise QuantizationError("calibration images need a preprocessing preset (--preprocess)")
     return QuantizationPlan(model, options.calibration, options.preprocess, options.recipe.low, options.recipe.high)

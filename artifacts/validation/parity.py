@@ -11,7 +11,7 @@
   ``model.onnx`` is validated; a standalone ``<stem>.onnx`` beside a tarball of the same stem must
   be byte-identical to the tarball's ``model.onnx``; a standalone ``.onnx`` without a tarball is
   only checked for loadability (and reported as a "no test data" warning); when a
-  ``manifest.json`` (the hub's form, see :mod:`artifacts.manifest`) is present, the sha256 of
+  ``manifest.json`` (the hub's form, see :mod:`zooforge.artifacts.release.manifest`) is present, the sha256 of
   every file it lists must match.
 
 Each (model, test set, runtime) is run and compared output by output. Below opset 7 the runtimes
@@ -52,9 +52,9 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-from converters.errors import InputFileError, ZooforgeError
-from converters.fileio import sha256_file
-from versioning.runtime import ONNXRUNTIME, ONNXRUNTIME_LIFTED, RUNTIMES, Session, available_runtimes, model_opset
+from zooforge.converters.errors import InputFileError, ZooforgeError
+from zooforge.converters.fileio import sha256_file
+from zooforge.versioning.runtime import ONNXRUNTIME, ONNXRUNTIME_LIFTED, RUNTIMES, Session, available_runtimes, model_opset
 
 __all__ = [
     "OutputReport",
@@ -626,7 +626,7 @@ class _Collector:
 
     def tarball(self, archive: Path, label: str) -> bytes:
         """Validate ``archive``; returns the bytes of its model.onnx."""
-        from artifacts.tarball import safe_extract  # noqa: PLC0415 - only tarballs need it
+        from zooforge.artifacts.release.tarball import safe_extract  # noqa: PLC0415 - only tarballs need it
 
         with tempfile.TemporaryDirectory(prefix="zoo-validate-") as temp:
             dest = Path(temp) / "archive"  # safe_extract stages beside dest: keep that inside temp

@@ -36,8 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from converters.errors import InputFileError
-from converters.fileio import atomic_writer, current_umask
+from zooforge.converters.errors import InputFileError
+from zooforge.converters.fileio import atomic_writer, current_umask
 
 try:
     from isal import igzip_threaded as _isal_threaded

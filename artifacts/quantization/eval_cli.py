@@ -1,16 +1,17 @@
-"""``zoo-eval``: a thin command over :func:`artifacts.evaluate.evaluate`."""
+"""``zoo-eval``: a thin command over :func:`zooforge.artifacts.quantization.evaluate.evaluate`."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 
-from artifacts.evaluate import EvalReport, evaluate
-from converters.cli import run_reporting_errors, zoo_command
-from converters.errors import InputFileError
-from converters.fileio import atomic_write_bytes
+from zooforge.artifacts.quantization.evaluate import EvalReport, evaluate
+from zooforge.converters.cli import run_reporting_errors, zoo_command
+from zooforge.converters.errors import InputFileError
+from zooforge.converters.fileio import atomic_write_bytes
 
 
 def _table(report: EvalReport) -> list[str]:
@@ -50,15 +51,15 @@ def main(models: tuple[Path, ...], dataset: Path, preset: str, limit: int | None
     ratios and its one-thread speed-up against it. Latency is the median of 50 runs after 5
     warm-ups, with one intra-op thread and with all threads.
     """
-    from artifacts.datasets import load_dataset  # noqa: PLC0415
-    from artifacts.preprocess import get_preset  # noqa: PLC0415
-    from artifacts.quantize import model_input  # noqa: PLC0415
+    from zooforge.artifacts.quantization.datasets import load_dataset  # noqa: PLC0415
+    from zooforge.artifacts.quantization.preprocess import get_preset  # noqa: PLC0415
+    from zooforge.artifacts.quantization.quantize import model_input  # noqa: PLC0415
 
     data = load_dataset(dataset)
     _, dims = model_input(models[0])
     preprocess = get_preset(preset, dims)
     count = len(data) if limit is None else min(limit, len(data))
-    with click.progressbar(length=count, label="evaluating", file=click.get_text_stream("stderr"),
+    with click.progressbar(length=count, label="evaluating", file=sys.stderr,
                            hidden=quiet) as bar:
         report = evaluate(models, data, preprocess, limit, progress=bar.update)
     if json_path is not None:

@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from converters.errors import InputFileError
+from zooforge.converters.errors import InputFileError
 
 __all__ = [
     "DatasetError", "Dataset", "ImageFolderDataset", "LabelEntry", "MnistDataset", "Sample",

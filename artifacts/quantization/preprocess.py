@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from artifacts.datasets import Dataset
-from converters.errors import InputFileError
+from zooforge.artifacts.quantization.datasets import Dataset
+from zooforge.converters.errors import InputFileError
 
 __all__ = [
     "CAFFE_IMAGENET_BGR_MEAN", "CIFAR10_CAFFE_RGB_MEAN", "CalibrationReader",
@@ -101,8 +101,8 @@ def _load_mean_cached(path: str, mtime_ns: int) -> np.ndarray:
         except (OSError, ValueError) as exc:
             raise PreprocessError(f"cannot read mean file {file}: {exc}") from None
     else:
-        from converters.caffe import schema
-        from converters.caffe.weights import blob_to_array
+        from zooforge.converters.caffe import schema
+        from zooforge.converters.caffe.weights import blob_to_array
         from google.protobuf.message import DecodeError
 
         blob = schema.BlobProto()

@@ -1,4 +1,4 @@
-"""``zoo-verify``: a thin command over :mod:`artifacts.verify`."""
+"""``zoo-verify``: a thin command over :mod:`zooforge.artifacts.provenance.verify`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from artifacts.verify import verify_artifact, verify_release
-from converters.cli import run_reporting_errors, zoo_command
+from zooforge.artifacts.provenance.verify import verify_artifact, verify_release
+from zooforge.converters.cli import run_reporting_errors, zoo_command
 
 
 @zoo_command(

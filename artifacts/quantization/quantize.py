@@ -24,7 +24,7 @@ Choices, each checked against onnxruntime 1.32:
   the ``com.microsoft`` domain; onnxruntime runs it, other runtimes may not).
 - Opset: ORT keeps the model's opset from 10 up and (through ``onnx.version_converter``) silently
   moves older models to 11. We never let it: a model below opset 10 is first moved to opset 12 by
-  zooforge's own adapters (:func:`versioning.convert.convert_opset`), which says so in the result's
+  zooforge's own adapters (:func:`zooforge.versioning.convert.convert_opset`), which says so in the result's
   notes; every other model keeps its opset.
 - No ``quant_pre_process``: it runs ORT graph optimizations that rename and reorder the graph, while
   zooforge's models already carry full shape inference (the converter checks with it) and have no
@@ -50,12 +50,12 @@ from typing import Literal, Protocol
 
 import onnx
 
-from converters import finite
-from converters.api import load_onnx
-from converters.errors import ZooforgeError
-from converters.fileio import atomic_write_bytes
-from converters.safety import check_output_file, owner_tag, remove_stale
-from versioning.convert import convert_opset, model_opset
+from zooforge.converters import finite
+from zooforge.converters.api import load_onnx
+from zooforge.converters.errors import ZooforgeError
+from zooforge.converters.fileio import atomic_write_bytes
+from zooforge.converters.safety import check_output_file, owner_tag, remove_stale
+from zooforge.versioning.convert import convert_opset, model_opset
 
 __all__ = [
     "EXCLUDED_OP_TYPES",
@@ -244,7 +244,7 @@ def quantize_model(model_path: Path, output: Path, settings: QuantizeSettings, r
 
 
 def _load(path: Path) -> onnx.ModelProto:
-    """The model, checked at its declared opset (see ``converters.api.load_onnx``)."""
+    """The model, checked at its declared opset (see ``zooforge.converters.api.load_onnx``)."""
     return load_onnx(path)
 
 
@@ -311,7 +311,7 @@ def model_input(model_path: Path) -> tuple[str, list[int | str | None]]:
     return inputs[0].name, dims
 
 
-def value_range(preprocess) -> tuple[float, float]:  # noqa: ANN001 - artifacts.preprocess.Preprocess
+def value_range(preprocess) -> tuple[float, float]:  # noqa: ANN001 - zooforge.artifacts.quantization.preprocess.Preprocess
     """[low, high) of the values ``preprocess`` can produce, from its pixel range, mean and scale.
 
     Pixels span 0..255 (0..1 with ``pixel_range="0-1"``); the widest channel after subtracting the
@@ -325,7 +325,7 @@ def value_range(preprocess) -> tuple[float, float]:  # noqa: ANN001 - artifacts.
     if mean is None:
         means = [0.0]
     elif isinstance(mean, str):
-        from artifacts.preprocess import load_mean_file  # noqa: PLC0415
+        from zooforge.artifacts.quantization.preprocess import load_mean_file  # noqa: PLC0415
 
         array = load_mean_file(mean) / (255.0 if top == 1.0 else 1.0)
         means = [float(np.min(array)), float(np.max(array))]
@@ -339,16 +339,16 @@ def value_range(preprocess) -> tuple[float, float]:  # noqa: ANN001 - artifacts.
 def calibration_reader(model_path: Path, settings: QuantizeSettings, preprocess=None,  # noqa: ANN001
                        dataset=None) -> tuple[Reader, str]:  # noqa: ANN001
     """The reader for ``settings``: ``settings.samples`` images of ``dataset`` chosen by
-    ``settings.seed`` (:func:`artifacts.datasets.deterministic_subset`) through ``preprocess``, or,
+    ``settings.seed`` (:func:`zooforge.artifacts.quantization.datasets.deterministic_subset`) through ``preprocess``, or,
     without a dataset, ``settings.samples`` seeded uniform inputs in ``value_range(preprocess)``.
     Returns the reader and a one-line description of it."""
-    from artifacts.preprocess import CalibrationReader, SeededReader  # noqa: PLC0415
+    from zooforge.artifacts.quantization.preprocess import CalibrationReader, SeededReader  # noqa: PLC0415
 
     name, dims = model_input(model_path)
     if dataset is not None:
         if preprocess is None:
             raise QuantizationError("calibration images need a preprocessing (--preprocess)")
-        from artifacts.datasets import deterministic_subset  # noqa: PLC0415
+        from zooforge.artifacts.quantization.datasets import deterministic_subset  # noqa: PLC0415
 
         indices = deterministic_subset(dataset, settings.samples, settings.seed)
         return (CalibrationReader(dataset, preprocess, name, indices, dims),

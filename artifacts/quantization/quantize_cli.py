@@ -1,4 +1,4 @@
-"""``zoo-quantize``: a thin command over :func:`artifacts.quantize.quantize_model`."""
+"""``zoo-quantize``: a thin command over :func:`zooforge.artifacts.quantization.quantize.quantize_model`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from artifacts.quantize import QuantizeSettings, calibration_reader, model_input, quantize_model
-from converters.cli import run_reporting_errors, zoo_command
-from converters.safety import check_output_file
+from zooforge.artifacts.quantization.quantize import QuantizeSettings, calibration_reader, model_input, quantize_model
+from zooforge.converters.cli import run_reporting_errors, zoo_command
+from zooforge.converters.safety import check_output_file
 
 
 @zoo_command(
@@ -37,8 +37,8 @@ from converters.safety import check_output_file
 def main(model: Path, fmt: str, calibration: Path | None, preset: str | None, samples: int, seed: int,
          output: Path) -> None:
     """Quantize a float ONNX model to 8 bits with onnxruntime's static quantization."""
-    from artifacts.datasets import load_dataset  # noqa: PLC0415
-    from artifacts.preprocess import get_preset  # noqa: PLC0415
+    from zooforge.artifacts.quantization.datasets import load_dataset  # noqa: PLC0415
+    from zooforge.artifacts.quantization.preprocess import get_preset  # noqa: PLC0415
 
     settings = QuantizeSettings(fmt, samples=samples, seed=seed)
     check_output_file(output, [model])  # before any work: never over the input, a device or a link

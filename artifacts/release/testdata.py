@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from onnx import numpy_helper
 
-from converters.fileio import atomic_write_bytes
+from zooforge.converters.fileio import atomic_write_bytes
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry: fixed for reproducibility
 

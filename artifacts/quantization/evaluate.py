@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.errors import InputFileError, ZooforgeError
+from zooforge.converters.errors import InputFileError, ZooforgeError
 
 __all__ = ["Comparison", "EvalReport", "EvaluationError", "ModelScore", "evaluate", "measure_latency"]
 
@@ -164,8 +164,8 @@ def _percent(drop: float | None) -> str:
 
 def evaluate(
     models: Sequence[Path],
-    dataset,  # noqa: ANN001 - artifacts.datasets.Dataset
-    preprocess,  # noqa: ANN001 - artifacts.preprocess.Preprocess
+    dataset,  # noqa: ANN001 - zooforge.artifacts.quantization.datasets.Dataset
+    preprocess,  # noqa: ANN001 - zooforge.artifacts.quantization.preprocess.Preprocess
     limit: int | None,
     threads_all: int | None = None,
     progress: Callable[[int], None] | None = None,

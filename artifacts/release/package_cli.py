@@ -1,21 +1,22 @@
-"""``zoo-package``: a thin command over ``artifacts.release.build_release``."""
+"""``zoo-package``: a thin command over ``zooforge.artifacts.release.build.build_release``."""
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 from pathlib import Path
 
 import click
 import numpy as np
 
-from artifacts.release import DEFAULT_OPSETS, ReleaseOptions, build_release, source_date_epoch
-from artifacts.source import builtin_source, caffe_source, netdef_source, onnx_source
-from artifacts.testdata import InputRecipe
-from artifacts.validate import Tolerance
-from converters import api
-from converters.cli import (
+from zooforge.artifacts.release.build import DEFAULT_OPSETS, ReleaseOptions, build_release, source_date_epoch
+from zooforge.artifacts.release.source import release_source
+from zooforge.artifacts.release.testdata import InputRecipe
+from zooforge.artifacts.validation.parity import Tolerance
+from zooforge.converters import api
+from zooforge.converters.cli import (
     FiniteFloat, allow_non_finite_option, parse_input_shapes, run_reporting_errors, source_options, source_spec,
     zoo_command,
 )
@@ -117,14 +118,8 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
     parsed_opsets = _opsets(opsets)
     parsed_range = _input_range(input_range) if input_range else None
     spec = source_spec(model, weights, builtin, init_net, value_info, default_builtin="alexnet")
-    make_source = {
-        "builtin": lambda: builtin_source(spec.builtin, options),
-        "netdef": lambda: netdef_source(spec.model, spec.init_net, spec.value_info, options),
-        "onnx": lambda: onnx_source(spec.model, options),
-        "caffe": lambda: caffe_source(spec.model, spec.weights, options),
-    }
-    source = make_source[spec.kind]()
-    low, high = parsed_range or ((-128.0, 128.0) if spec.builtin == "alexnet" else (-1.0, 1.0))
+    source = release_source(spec, options)
+    low, high = parsed_range or source.input_range
     release = ReleaseOptions(
         name=name,
         opsets=parsed_opsets,
@@ -151,7 +146,7 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
     if quiet:
         summary = build_release(source, release, out)
     else:
-        with click.progressbar(length=steps, label="zoo-package", file=click.get_text_stream("stderr"),
+        with click.progressbar(length=steps, label="zoo-package", file=sys.stderr,
                                show_eta=False, item_show_func=lambda item: item) as bar:
             summary = build_release(source, release, out, progress=lambda message: bar.update(1, message))
     size = sum(path.stat().st_size for path in summary.files) / 2**20

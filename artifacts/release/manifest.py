@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx
 
-from converters.fileio import atomic_write_bytes, sha256_file
+from zooforge.converters.fileio import atomic_write_bytes, sha256_file
 
 @dataclass(frozen=True)
 class Artifact:

@@ -19,8 +19,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from converters.errors import InputFileError, ZooforgeError
-from converters.fileio import sha256_file
+from zooforge.converters.errors import InputFileError, ZooforgeError
+from zooforge.converters.fileio import sha256_file
 
 SIGNATURE_NAME = "release.sig"
 SUPPORTED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}

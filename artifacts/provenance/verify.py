@@ -20,10 +20,10 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artifacts.manifest import sha256_file
-from artifacts.provenance import STATEMENTS_FILE, check_subjects, read_statements
-from artifacts.signing import SIGNATURE_NAME, load_public_key, verify_signature
-from converters.errors import InputFileError
+from zooforge.artifacts.release.manifest import sha256_file
+from zooforge.artifacts.provenance.statements import STATEMENTS_FILE, check_subjects, read_statements
+from zooforge.artifacts.provenance.signing import SIGNATURE_NAME, load_public_key, verify_signature
+from zooforge.converters.errors import InputFileError
 
 SUMS_NAME = "SHA256SUMS"
 MANIFEST_NAME = "manifest.json"

@@ -20,26 +20,26 @@ from pathlib import Path
 
 import onnx
 
-from artifacts.datasets import load_dataset
-from artifacts.evaluate import evaluate
-from artifacts.preprocess import get_preset
-from artifacts.quantize import QuantizeSettings, quantize_model
-from artifacts.quantized import QUANTIZATION_OPSET, quantization_plan, top1_agreement
-from converters.lineage import Lineage, ParentRef, SourceFile, quantization_settings, settings_dict, stamp
-from artifacts.provenance import STATEMENTS_FILE, statement, write_statements
-from artifacts.manifest import Artifact, io_ports, manifest_entry, sha256_file, write_manifest, write_sha256sums
-from artifacts.readme import ReleaseFacts, TableRow, render_readme
-from artifacts.source import ReleaseSource
-from artifacts.tarball import MAX_MTIME, write_tarball
-from artifacts.testdata import InputRecipe, TestSet, write_npz, write_test_set
-from artifacts.validate import Tolerance, validate_path
-from converters.caffe2.netdef import write_caffe2
-from converters.errors import InputFileError, OutputFileError, ZooforgeError
-from converters.interrupts import deferred_termination
-from converters.safety import check_release_folder, owner_tag, remove_stale, stale_entries
-from converters.fileio import atomic_write_bytes, current_umask
-from versioning import opset_info
-from versioning.runtime import (
+from zooforge.artifacts.quantization.datasets import load_dataset
+from zooforge.artifacts.quantization.evaluate import evaluate
+from zooforge.artifacts.quantization.preprocess import get_preset
+from zooforge.artifacts.quantization.quantize import QuantizeSettings, quantize_model
+from zooforge.artifacts.release.quantized import QUANTIZATION_OPSET, quantization_plan, top1_agreement
+from zooforge.converters.lineage import Lineage, ParentRef, SourceFile, quantization_settings, settings_dict, stamp
+from zooforge.artifacts.provenance.statements import STATEMENTS_FILE, statement, write_statements
+from zooforge.artifacts.release.manifest import Artifact, io_ports, manifest_entry, sha256_file, write_manifest, write_sha256sums
+from zooforge.artifacts.release.readme import ReleaseFacts, TableRow, render_readme
+from zooforge.artifacts.release.source import ReleaseSource
+from zooforge.artifacts.release.tarball import MAX_MTIME, write_tarball
+from zooforge.artifacts.release.testdata import InputRecipe, TestSet, write_npz, write_test_set
+from zooforge.artifacts.validation.parity import Tolerance, validate_path
+from zooforge.converters.caffe2.netdef import write_caffe2
+from zooforge.converters.errors import InputFileError, OutputFileError, ZooforgeError
+from zooforge.converters.interrupts import deferred_termination
+from zooforge.converters.safety import check_release_folder, owner_tag, remove_stale, stale_entries
+from zooforge.converters.fileio import atomic_write_bytes, current_umask
+from zooforge.versioning import opset_info
+from zooforge.versioning.runtime import (
     ONNXRUNTIME, ONNXRUNTIME_LIFTED, ORT_MIN_OPSET, REFERENCE, RUNTIME_DESCRIPTIONS, Session,
 )
 
@@ -120,7 +120,7 @@ def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
         summary = _build(source, options, building, say)
         if options.sign_key is not None:
             say("signing")
-            from artifacts.signing import sign_release
+            from zooforge.artifacts.provenance.signing import sign_release
 
             summary.files.append(sign_release(building, options.sign_key))
         with deferred_termination() as deferred:

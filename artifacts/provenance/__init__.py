@@ -1,0 +1,1 @@
+"""Provenance: release statements (in-toto/SLSA), lineage of models, signing and verification."""

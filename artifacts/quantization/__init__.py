@@ -1,0 +1,1 @@
+"""Quantization (int8 QOperator and QDQ), datasets, the zoo's preprocessing presets and accuracy evaluation."""
