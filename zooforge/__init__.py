@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import import_module, metadata
 from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
     from zooforge.artifacts.validation.parity import Tolerance, ValidationReport
     from zooforge.converters.api import Conversion, ConvertOptions, OnnxConversion
     from zooforge.converters.errors import ZooforgeError
+
+# Installed, zooforge.converters (and versioning, artifacts) sit inside this folder. In a source
+# checkout they are this folder's siblings, the repository's top-level folders: found through the
+# package's search path, so the checkout imports as it installs, with or without an editable install.
+if not (_here := Path(__file__).resolve().parent).joinpath("converters").is_dir() and \
+        _here.parent.joinpath("converters", "__init__.py").is_file():
+    __path__.append(str(_here.parent))
 
 try:
     __version__ = metadata.version("zooforge")
@@ -108,7 +116,6 @@ def package(model: StrPath | None = None, weights: StrPath | None = None, *, out
     its source. Returns the summary (files written, parity figures); raises :class:`ZooforgeError`.
     """
     from dataclasses import replace
-    from pathlib import Path
 
     from zooforge.artifacts.release.build import ReleaseOptions, build_release
     from zooforge.artifacts.release.source import release_source
