@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-from artifacts import tarball  # noqa: E402
+from zooforge.artifacts.release import tarball  # noqa: E402
 
 
 def make_weights(path: Path, mib: int, seed: int = 0) -> int:

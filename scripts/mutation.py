@@ -91,7 +91,8 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "manifest-provenance",
-        ("artifacts/release/manifest.py", "artifacts/provenance/statements.py", "artifacts/provenance/verify.py", "converters/lineage.py"),
+        ("artifacts/release/manifest.py", "artifacts/provenance/statements.py", "artifacts/provenance/verify.py",
+         "artifacts/provenance/lineage.py", "converters/lineage.py"),
         ("tests/test_verify.py", "tests/test_provenance.py", "tests/test_verify_edges.py",
          "tests/test_provenance_edges.py"),
         "hub manifest, SHA256SUMS, lineage and in-toto provenance, zoo-verify",
