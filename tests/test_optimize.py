@@ -90,7 +90,7 @@ def _ops(model: onnx.ModelProto) -> Counter:
     return Counter(node.op_type for node in model.graph.node)
 
 
-@pytest.mark.parametrize("opset", [9, 12])
+@pytest.mark.parametrize("opset", [7, 9, 12])
 def test_bn_scale_net_folds_into_conv_and_matches_opencv(bn_scale_net, opset: int) -> None:
     prototxt, weights = bn_scale_net
     plain = convert_caffe(prototxt, weights, ConvertOptions(opset=opset)).onnx_model
@@ -98,6 +98,8 @@ def test_bn_scale_net_folds_into_conv_and_matches_opencv(bn_scale_net, opset: in
     assert _ops(plain) == BN_SCALE_NODES
     assert _ops(optimized) == BN_SCALE_OPTIMIZED
     assert (optimized.ir_version, optimized.opset_import[0].version) == (plain.ir_version, opset)
+    if optimized.ir_version < 4:  # IR 3: every initializer is also a graph input
+        assert {t.name for t in optimized.graph.initializer} <= {i.name for i in optimized.graph.input}
     feed = np.random.default_rng(3).uniform(-1, 1, (1, 3, 12, 12)).astype(np.float32)
     expected = _opencv(prototxt, weights, feed)
     for model in (plain, optimized):
