@@ -21,6 +21,7 @@ from zooforge.converters.caffe2.compat import zoo_compat
 from zooforge.converters.onnx.frontend import Compat, ExportOptions, NameStyle, caffe2_to_onnx
 from zooforge.converters.fileio import sha256_file
 from zooforge.converters.lineage import SYNTHETIC_SENTENCE, Lineage, SourceFile, read_lineage, settings_dict, stamp
+from zooforge.converters.onnx import optimize
 from zooforge.converters.onnx.model import OnnxModel
 from zooforge.converters.sources import SourceSpec
 from zooforge.versioning.convert import convert_opset, model_opset
@@ -39,6 +40,7 @@ class ConvertOptions:
     dynamic_batch: bool = False
     compat: Compat = None
     allow_non_finite: bool = False  # convert weights holding NaN or infinities instead of refusing them
+    optimize: bool = False  # run onnxoptimizer's exact passes (converters/onnx/optimize.py), parity-checked
 
 
 @dataclass
@@ -108,7 +110,7 @@ def convert_caffe(prototxt: Path, weights: Path, options: ConvertOptions = Conve
     _stamp(result.model.skeleton, f"Caffe {name} ==> Caffe2 {name} ==> ONNX {name}",
            {"prototxt": Path(prototxt), "weights": Path(weights)}, options, net.synthetic_weights)
     result.sources = (Path(prototxt), Path(weights))
-    return result
+    return _optimized(result, options)
 
 
 def convert_builtin(name: str, options: ConvertOptions = ConvertOptions()) -> Conversion:
@@ -119,7 +121,7 @@ def convert_builtin(name: str, options: ConvertOptions = ConvertOptions()) -> Co
     result = convert_caffe_net(net, options)
     _stamp(result.model.skeleton, f"Caffe {net.name} ==> Caffe2 {net.name} ==> ONNX {net.name}",
            {"prototxt": builtin_model(name).prototxt}, options, True)
-    return result
+    return _optimized(result, options)
 
 
 def convert_caffe_net(net: CaffeNet, options: ConvertOptions = ConvertOptions()) -> Conversion:
@@ -143,7 +145,7 @@ def convert_netdef(
         files["value_info"] = Path(value_info)
     _stamp(result.model.skeleton, f"Caffe2 {name} ==> ONNX {name}", files, options, caffe2.synthetic_weights)
     result.sources = tuple(files.values())
-    return result
+    return _optimized(result, options)
 
 
 @dataclass
@@ -213,7 +215,7 @@ def convert_onnx(path: Path, options: ConvertOptions = ConvertOptions()) -> Onnx
     name = source.graph.name or Path(path).stem
     line = f"{previous.line if previous else f'ONNX {name} (opset {model_opset(source)})'} ==> ONNX {name}"
     _stamp(converted, line, {"onnx": Path(path)}, options, bool(previous and previous.synthetic))
-    return OnnxConversion(OnnxModel(converted), model_opset(source), sources=(Path(path),))
+    return _optimized(OnnxConversion(OnnxModel(converted), model_opset(source), sources=(Path(path),)), options)
 
 
 def _stamp(model: onnx.ModelProto, line: str, files: Mapping[str, Path], options: ConvertOptions,
@@ -223,9 +225,24 @@ def _stamp(model: onnx.ModelProto, line: str, files: Mapping[str, Path], options
     if isinstance(shapes, Mapping):
         shapes = next(iter(shapes.values()), None)
     settings = settings_dict(target_opset=options.opset, compat=options.compat, names=options.names,
-                             input_shape=shapes, dynamic_batch=options.dynamic_batch)
+                             input_shape=shapes, dynamic_batch=options.dynamic_batch,
+                             optimize=optimize.optimize_settings() if options.optimize else None)
     sources = tuple(SourceFile(Path(path).name, role, sha256_file(Path(path))) for role, path in files.items())
     stamp(model, Lineage(line, sources, (), settings, synthetic))
+
+
+def _optimized(result: Conversion | OnnxConversion, options: ConvertOptions) -> Conversion | OnnxConversion:
+    """With ``options.optimize``: the result's model optimized (its stamp kept, which already
+    records the passes), once it matches the unoptimized model on seeded inputs."""
+    if not options.optimize:
+        return result
+    optimized = optimize.optimize_model(result.model, where=f"the opset-{options.opset} model")
+    error = optimize.check_parity(result.model, optimized.model, f"the optimized opset-{options.opset} model")
+    result.model = optimized.model
+    result.notes.append(f"--optimize: {optimized.nodes_before} -> {optimized.nodes_after} nodes; matches the "
+                        f"unoptimized model within {error:.1e} of each output's magnitude on "
+                        f"{optimize.PARITY_SETS} seeded inputs (onnxruntime, its graph optimisations off)")
+    return result
 
 
 def _same_path(a: Path, b: Path) -> bool:

@@ -11,6 +11,7 @@ import click
 
 from zooforge.converters import __version__, api, sources
 from zooforge.converters.errors import ZooforgeError
+from zooforge.converters.onnx.optimize import OptimizeError, check_opset
 from zooforge.converters.sources import SourceSpec
 from zooforge.converters.interrupts import Interrupted, exit_status, raise_on_termination
 from zooforge.versioning import latest_opset, opset_info
@@ -62,6 +63,12 @@ class FiniteFloat(click.ParamType):
             self.fail(f"{value!r} must be a finite number of at least {self.low:g}", param, ctx)
         return number
 
+
+optimize_option = click.option(
+    "--optimize", is_flag=True,
+    help="Run onnxoptimizer's inference-exact passes (BatchNorm and Caffe's Scale folded into Conv, no-op "
+         "Identity/Dropout/Transpose/Pad removed, ...; opset 7 or newer) and keep the result only if it matches "
+         "the unoptimized model; the lineage records the passes.")
 
 allow_non_finite_option = click.option(
     "--allow-non-finite", is_flag=True,
@@ -178,9 +185,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.option("--emit-caffe2", type=click.Path(path_type=Path), metavar="DIR",
               help="Also write the intermediate predict_net.pb, init_net.pb and value_info.json.")
 @allow_non_finite_option
+@optimize_option
 @run_reporting_errors
 def main(model, weights, builtin, init_net, value_info, opset, output, input_shapes, names,
-         dynamic_batch, compat, emit_caffe2, allow_non_finite) -> None:  # noqa: ANN001
+         dynamic_batch, compat, emit_caffe2, allow_non_finite, optimize) -> None:  # noqa: ANN001
     """Convert a Caffe model, a Caffe2 NetDef pair, an ONNX model or a built-in model to ONNX.
 
     MODEL is a Caffe deploy .prototxt (then WEIGHTS is its .caffemodel or .caffemodel.h5), a
@@ -190,10 +198,15 @@ def main(model, weights, builtin, init_net, value_info, opset, output, input_sha
     full shape inference and stamped with its opset's IR version before anything is written.
     """
     options = api.ConvertOptions(opset, names, parse_input_shapes(input_shapes), dynamic_batch, compat,
-                                 allow_non_finite)
+                                 allow_non_finite, optimize)
     opset_info(opset)  # reject an unknown opset before any work
+    if optimize:
+        check_opset(opset, str(output))
     spec = source_spec(model, weights, builtin, init_net, value_info)
-    result = api.convert_source(spec, options)
+    try:
+        result = api.convert_source(spec, options)
+    except OptimizeError as exc:
+        raise OptimizeError(f"{exc}; {output} was not written") from None
     result.save(output, emit_caffe2)
     for note in result.notes:
         click.echo(f"{'warning' if 'departs' in note else 'note'}: {note}", err=True)

@@ -188,9 +188,11 @@ class Lineage:
 
 def settings_dict(*, target_opset: int, compat: str | None = None, names: str = "zoo",
                   input_shape: Iterable[int] | None = None, dynamic_batch: bool = False,
-                  quantization: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  quantization: Mapping[str, Any] | None = None,
+                  optimize: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``zooforge.settings`` object; ``quantization`` only for quantized models
-    (build it with :func:`quantization_settings`)."""
+    (build it with :func:`quantization_settings`), ``optimize`` only for optimized ones (the
+    onnxoptimizer version, its passes and zooforge's steps around them)."""
     settings: dict[str, Any] = {
         "target_opset": int(target_opset),
         "compat": compat,
@@ -200,6 +202,8 @@ def settings_dict(*, target_opset: int, compat: str | None = None, names: str = 
     }
     if quantization is not None:
         settings["quantization"] = dict(quantization)
+    if optimize is not None:
+        settings["optimize"] = dict(optimize)
     return settings
 
 

@@ -36,6 +36,7 @@ from zooforge.artifacts.validation.parity import Tolerance, validate_path
 from zooforge.converters.caffe2.netdef import write_caffe2
 from zooforge.converters.errors import InputFileError, OutputFileError, ZooforgeError
 from zooforge.converters.interrupts import deferred_termination
+from zooforge.converters.onnx.optimize import MIN_OPSET as OPTIMIZE_MIN_OPSET, optimize_variant
 from zooforge.converters.safety import check_release_folder, owner_tag, remove_stale, stale_entries
 from zooforge.converters.fileio import atomic_write_bytes, current_umask
 from zooforge.versioning import opset_info
@@ -73,6 +74,7 @@ class ReleaseOptions:
     eval_limit: int | None = None
     measure_speed: bool = False             # add the speed-up to the README (machine-dependent bytes)
     sign_key: Path | None = None            # EC private key (PEM): sign the finished release (release.sig)
+    optimize: bool = False                  # onnxoptimizer's exact passes on each variant of opset >= 7
 
 
 @dataclass
@@ -197,16 +199,19 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
     if source.caffe2 is not None and "predict_net" not in source.files:
         write_caffe2(source.caffe2, root / "caffe2")
     rows, entries, parity_lines = [], [], []
-    graph, large, quant_base = None, (), None
+    graph, large, quant_base, quant_optimized = None, (), None, None
     sources = tuple(SourceFile(path.name, role, sha256_file(path)) for role, path in source.files.items())
     parents = _fp32_parents(source, root, sources)
     lineages: dict[str, Lineage] = {}
     for opset in options.opsets:
         stem = f"{options.name}-{opset}"
         say(f"{stem}: converting and checking parity")
-        variant = source.variant(opset)
+        variant, optimized = source.variant(opset), None
+        if options.optimize:
+            variant, optimized = optimize_variant(variant, stem)
         graph, large = variant.skeleton, tuple(variant.large)
-        lineage = Lineage(" ==> ".join(source.lineage), sources, parents, _settings(source, opset), source.synthetic)
+        lineage = Lineage(" ==> ".join(source.lineage), sources, parents, _settings(source, opset, optimize=optimized),
+                          source.synthetic)
         stamp(variant.skeleton, lineage)
         lineages[f"{stem}.onnx"] = lineages[f"{stem}.tar.gz"] = lineage
         packed = _package(root, options, stem, variant.save, feeds, lambda path, _: expected,
@@ -221,7 +226,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
                              packed.archive.name, packed.archive.stat().st_size, release, opset))
         summary.files += [packed.model_path, packed.archive]
         if opset == QUANTIZATION_OPSET:
-            quant_base = packed.model_path
+            quant_base, quant_optimized = packed.model_path, optimized
     fp32_row_count = len(rows)
     quantized: list[Path] = []
     if options.quantize:
@@ -240,7 +245,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
                 " ==> ".join([*source.lineage, f"{source.lineage[-1]}-{fmt}"]), sources,
                 (ParentRef(quant_base.relative_to(root).as_posix(), sha256_file(quant_base)),),
                 _settings(source, QUANTIZATION_OPSET, quantization_settings(
-                    fmt, settings.samples, settings.seed, described, plan.digest(settings))),
+                    fmt, settings.samples, settings.seed, described, plan.digest(settings)), quant_optimized),
                 source.synthetic,
             )
             lineages[f"{stem}.onnx"] = lineages[f"{stem}.tar.gz"] = lineage
@@ -293,7 +298,8 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
     return summary
 
 
-def _settings(source: ReleaseSource, opset: int, quantization: dict | None = None) -> dict:
+def _settings(source: ReleaseSource, opset: int, quantization: dict | None = None,
+              optimize: dict | None = None) -> dict:
     options = source.options
     shapes = options.input_shapes
     shape = list(shapes) if shapes is not None and not isinstance(shapes, dict) else (
@@ -301,7 +307,7 @@ def _settings(source: ReleaseSource, opset: int, quantization: dict | None = Non
     if isinstance(shape, dict):
         shape = next(iter(shape.values()))
     return settings_dict(target_opset=opset, compat=options.compat, names=options.names, input_shape=shape,
-                         dynamic_batch=options.dynamic_batch, quantization=quantization)
+                         dynamic_batch=options.dynamic_batch, quantization=quantization, optimize=optimize)
 
 
 def _fp32_parents(source: ReleaseSource, root: Path, sources: tuple[SourceFile, ...]) -> tuple[ParentRef, ...]:
@@ -408,6 +414,9 @@ def _notes(source: ReleaseSource, options: ReleaseOptions) -> list[str]:
     used = dict.fromkeys(r for opset in options.opsets for r in parity_runtimes(opset))
     notes.append("Runtimes that checked the variants: " + "; ".join(
         f"`{runtime}`: {RUNTIME_DESCRIPTIONS[runtime]}" for runtime in sorted(used)) + ".")
+    if options.optimize:
+        notes.append(f"Built with --optimize: variants of opset {OPTIMIZE_MIN_OPSET} and newer went through "
+                     "onnxoptimizer's exact passes (their lineage settings list them), then the same parity check.")
     if source.options.compat == "zoo":
         notes.append("Built with --compat zoo: the published zoo graph's pooling, which departs from Caffe "
                      "at some input sizes; test outputs come from that same graph's NetDef.")

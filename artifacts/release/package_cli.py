@@ -17,7 +17,7 @@ from zooforge.artifacts.release.testdata import InputRecipe
 from zooforge.artifacts.validation.parity import Tolerance
 from zooforge.converters import api
 from zooforge.converters.cli import (
-    FiniteFloat, allow_non_finite_option, parse_input_shapes, run_reporting_errors, source_options, source_spec,
+    FiniteFloat, allow_non_finite_option, optimize_option, parse_input_shapes, run_reporting_errors, source_options, source_spec,
     zoo_command,
 )
 
@@ -99,11 +99,12 @@ def _name(value: str) -> str:
               help="EC private key: sign the finished release with model-signing (writes release.sig; "
                    "needs zooforge[sign]). Check with zoo-verify RELEASE --public-key PUB.")
 @allow_non_finite_option
+@optimize_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @run_reporting_errors
 def main(model, weights, builtin, init_net, value_info, name, opsets, input_shapes, compat, out, test_sets,
          seed, input_range, rtol, atol, quantize, calibration, calibration_samples, eval_dataset, preprocess,
-         eval_limit, measure_speed, sign_key, allow_non_finite, quiet) -> None:  # noqa: ANN001
+         eval_limit, measure_speed, sign_key, allow_non_finite, optimize, quiet) -> None:  # noqa: ANN001
     """Build a complete model release: every opset variant with test data, tarballs, README table,
     manifest, checksums and a parity report. Every variant must match the source model (the Caffe2
     executor for Caffe and NetDef sources, the source model for ONNX) or nothing is written.
@@ -135,6 +136,7 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
         eval_limit=eval_limit,
         measure_speed=measure_speed,
         sign_key=sign_key,
+        optimize=optimize,
     )
     unknown = set(release.quantize) - {"int8", "qdq"}
     if unknown:
