@@ -84,6 +84,8 @@ def test_front_door_refuses_in_one_sentence(tmp_path):
         zooforge.convert(tmp_path / "deploy.prototxt", output=tmp_path / "m.onnx")
     with pytest.raises(zooforge.ZooforgeError, match="opset 2"):
         zooforge.convert(builtin="alexnet", output=tmp_path / "m.onnx", to_opset=2)
+    with pytest.raises(zooforge.ZooforgeError, match="--optimize needs opset 7"):
+        zooforge.convert(builtin="alexnet", output=tmp_path / "m.onnx", to_opset=6, optimize=True)
     assert not (tmp_path / "m.onnx").exists()
 
 

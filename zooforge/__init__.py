@@ -80,13 +80,15 @@ def convert(model: StrPath | None = None, weights: StrPath | None = None, *, out
             to_opset: int = 12, builtin: str | None = None, init_net: StrPath | None = None,
             value_info: StrPath | None = None, names: Literal["zoo", "caffe"] = "zoo",
             input_shapes: InputShapes = None, dynamic_batch: bool = False, compat: Literal["zoo"] | None = None,
-            allow_non_finite: bool = False, emit_caffe2: StrPath | None = None) -> Conversion | OnnxConversion:
+            allow_non_finite: bool = False, optimize: bool = False,
+            emit_caffe2: StrPath | None = None) -> Conversion | OnnxConversion:
     """Convert a model to ONNX at ``to_opset``, as ``zoo-convert`` does; write it if ``output`` is given.
 
     The source is a Caffe ``model`` (deploy .prototxt) with its ``weights`` (.caffemodel or
     .caffemodel.h5), a Caffe2 predict_net ``model`` with ``init_net`` (and ``value_info``), an .onnx
     ``model`` to move to another opset, or a ``builtin`` model ("alexnet", synthetic weights).
-    ``input_shapes`` is one shape (N, C, H, W) or a mapping of input name to shape. Returns the
+    ``input_shapes`` is one shape (N, C, H, W) or a mapping of input name to shape; ``optimize`` runs
+    onnxoptimizer's inference-exact passes (opset 7 or newer), parity-checked. Returns the
     conversion, its model in memory (``.model``, ``.onnx_model``); raises :class:`ZooforgeError`.
     """
     from zooforge.converters import api
@@ -94,7 +96,8 @@ def convert(model: StrPath | None = None, weights: StrPath | None = None, *, out
     from zooforge.versioning import opset_info
 
     opset_info(to_opset)  # refuse an unknown opset before any work
-    options = api.ConvertOptions(to_opset, names, _shapes(input_shapes), dynamic_batch, compat, allow_non_finite)
+    options = api.ConvertOptions(to_opset, names, _shapes(input_shapes), dynamic_batch, compat, allow_non_finite,
+                                 optimize)
     result = api.convert_source(source_spec(model, weights, builtin, init_net, value_info), options)
     if output is not None:
         result.save(output, emit_caffe2)
@@ -110,7 +113,7 @@ def package(model: StrPath | None = None, weights: StrPath | None = None, *, out
     """Build a complete release into ``out``, as ``zoo-package`` does (the built-in AlexNet by default).
 
     The source is named as for :func:`convert`. ``options`` (a :class:`ReleaseOptions`), or its
-    fields as keywords (``name``, ``opsets``, ``quantize``, ``test_sets``, ``tolerance``, ...), set the
+    fields as keywords (``name``, ``opsets``, ``quantize``, ``test_sets``, ``optimize``, ...), set the
     release; the test inputs' range defaults to the source's (Caffe-range pixels for the built-in
     AlexNet). ``out`` is replaced only once the new release is complete and every variant matches
     its source. Returns the summary (files written, parity figures); raises :class:`ZooforgeError`.
