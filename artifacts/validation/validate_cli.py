@@ -72,10 +72,11 @@ def main(path: Path, rtol: float, atol: float, runtimes: tuple[str, ...], json_p
          quiet: bool) -> None:
     """Run released ONNX models on their test data and compare every output.
 
-    PATH is a model folder (model.onnx beside test_data_set_N/ folders of input_K.pb and
-    output_K.pb), a .tar.gz/.tgz holding one such folder (extracted safely into a temporary
-    folder), or a release folder: every tarball and model sub-folder in it is validated, a
-    standalone NAME.onnx must equal the model.onnx in NAME.tar.gz, and a manifest.json's sha256
+    PATH is a model folder (model.onnx, or any single NAME.onnx, beside test_data_set_N/ folders
+    of input_K.pb and output_K.pb; two .onnx files there are refused), a .tar.gz/.tgz holding one
+    such folder (extracted safely into a temporary folder), or a release folder: every tarball
+    and model sub-folder in it is validated, a standalone NAME.onnx must equal the model in
+    NAME.tar.gz, and a manifest.json's sha256
     sums must match. Output names, dtypes and shapes must match exactly; values within the
     tolerances. Test sets whose tensors have no names (pre-2019 data) are mapped to the graph
     by position, with a warning.
