@@ -408,6 +408,9 @@ def _notes(source: ReleaseSource, options: ReleaseOptions) -> list[str]:
     used = dict.fromkeys(r for opset in options.opsets for r in parity_runtimes(opset))
     notes.append("Runtimes that checked the variants: " + "; ".join(
         f"`{runtime}`: {RUNTIME_DESCRIPTIONS[runtime]}" for runtime in sorted(used)) + ".")
+    if source.options.dynamic_batch:
+        notes.append("Built with --dynamic-batch: the batch dimension is symbolic (`N`) in every variant; "
+                     "the test sets hold batch 1.")
     if source.options.compat == "zoo":
         notes.append("Built with --compat zoo: the published zoo graph's pooling, which departs from Caffe "
                      "at some input sizes; test outputs come from that same graph's NetDef.")

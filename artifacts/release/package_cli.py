@@ -71,6 +71,10 @@ def _name(value: str) -> str:
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W", help="Input shape.")
 @click.option("--compat", type=click.Choice(["zoo"]), default=None,
               help="Reproduce the ONNX zoo's published graph (deviates from Caffe's pooling at 224).")
+@click.option("--names", type=click.Choice(["zoo", "caffe"]), default="zoo", show_default=True,
+              help="zoo: Caffe2 SSA names as the ONNX zoo (data_0, prob_1); caffe: plain blob names (data, prob).")
+@click.option("--dynamic-batch", is_flag=True,
+              help="Make the batch dimension symbolic (N) in every variant; test sets stay batch 1.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("release"), show_default=True,
               help="Release folder; replaced only once the new release is complete.")
 @click.option("--test-sets", type=click.IntRange(1, 1000), default=3, show_default=True,
@@ -101,7 +105,8 @@ def _name(value: str) -> str:
 @allow_non_finite_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @run_reporting_errors
-def main(model, weights, builtin, init_net, value_info, name, opsets, input_shapes, compat, out, test_sets,
+def main(model, weights, builtin, init_net, value_info, name, opsets, input_shapes, compat, names, dynamic_batch,
+         out, test_sets,
          seed, input_range, rtol, atol, quantize, calibration, calibration_samples, eval_dataset, preprocess,
          eval_limit, measure_speed, sign_key, allow_non_finite, quiet) -> None:  # noqa: ANN001
     """Build a complete model release: every opset variant with test data, tarballs, README table,
@@ -112,8 +117,8 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
 
     Timestamps come from SOURCE_DATE_EPOCH (default 0), so two builds give identical bytes.
     """
-    options = api.ConvertOptions(names="zoo", input_shapes=parse_input_shapes(input_shapes), compat=compat,
-                                 allow_non_finite=allow_non_finite)
+    options = api.ConvertOptions(names=names, input_shapes=parse_input_shapes(input_shapes),
+                                 dynamic_batch=dynamic_batch, compat=compat, allow_non_finite=allow_non_finite)
     name = _name(name)
     parsed_opsets = _opsets(opsets)
     parsed_range = _input_range(input_range) if input_range else None
