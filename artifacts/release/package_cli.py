@@ -57,12 +57,14 @@ def _name(value: str) -> str:
 
 
 @zoo_command(
-    epilog=(
-        "Examples:\n\n"
-        "  zoo-package                      # the built-in AlexNet (synthetic weights) into release/\n\n"
-        "  zoo-package deploy.prototxt bvlc_alexnet.caffemodel --name bvlcalexnet --out release/\n\n"
-        "  zoo-package bvlcalexnet-9.onnx --name bvlcalexnet --opsets 7,12,17"
-    ),
+    examples=[
+        "zoo-package                  # the built-in AlexNet (synthetic weights) into release/",
+        "zoo-package deploy.prototxt bvlc_alexnet.caffemodel --name bvlcalexnet --out release/",
+        "zoo-package lenet.prototxt lenet_iter_10000.caffemodel --name lenet --input-range 0,1 --dynamic-batch",
+        "zoo-package bvlcalexnet-9.onnx --name bvlcalexnet --opsets 7,12,17",
+    ],
+    exit_codes={0: "built: every variant matches the source; the release is in place",
+                2: "bad input or usage, or a variant fails parity (named); --out is left as it was"},
 )
 @source_options("A model shipped with zooforge (default when no MODEL: alexnet, with SYNTHETIC weights).")
 @click.option("--name", default="bvlcalexnet", show_default=True, help="File name stem: <name>-<opset>.onnx.")

@@ -44,14 +44,14 @@ def _print_report(report: ValidationReport, quiet: bool) -> None:
 
 
 @zoo_command(
-    epilog=(
-        "Exit status: 0 when every output of every test set passes, 1 when any fails (each failure "
-        "is named as MODEL / TEST SET / OUTPUT: reason), 2 when PATH cannot be used.\n\n"
-        "Examples:\n\n"
-        "  zoo-validate release/\n\n"
-        "  zoo-validate bvlc_alexnet-7.tar.gz --runtime onnxruntime --json report.json\n\n"
-        "  zoo-validate test_bvlc_alexnet/ --rtol 1e-3 --atol 1e-3"
-    ),
+    examples=[
+        "zoo-validate release/",
+        "zoo-validate bvlc_alexnet-7.tar.gz --runtime onnxruntime --json report.json",
+        "zoo-validate test_bvlc_alexnet/ --rtol 1e-3 --atol 1e-3",
+    ],
+    exit_codes={0: "passed: every output of every test set, on every runtime",
+                1: "failed: each failure named as MODEL / TEST SET / OUTPUT: reason",
+                2: "PATH or an option cannot be used: one \"error:\" line on stderr"},
 )
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--rtol", type=FiniteFloat(), default=1e-3, show_default=True,
