@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import click
@@ -13,7 +15,7 @@ from zooforge.converters import __version__, api, sources
 from zooforge.converters.errors import ZooforgeError
 from zooforge.converters.onnx.optimize import OptimizeError, check_opset
 from zooforge.converters.sources import SourceSpec
-from zooforge.converters.interrupts import Interrupted, exit_status, raise_on_termination
+from zooforge.converters.interrupts import TERMINATING, Interrupted, exit_status, raise_on_termination
 from zooforge.versioning import latest_opset, opset_info
 from zooforge.versioning.opsets import MIN_OPSET
 
@@ -33,14 +35,50 @@ class ZooCommand(click.Command):
         except click.ClickException as exc:
             click.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
+            # click turns a KeyboardInterrupt (or Interrupted) raised outside the command's own code,
+            # e.g. while options are parsed, into Abort: it exits as the signal's status too.
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, KeyboardInterrupt):
+                click.echo(f"error: interrupted ({cause.args[0] if isinstance(cause, Interrupted) else 'SIGINT'})",
+                           err=True)
+                sys.exit(exit_status(cause))
             click.echo("error: aborted", err=True)
-            sys.exit(1)
+            sys.exit(2)
 
 
-def zoo_command(**settings):  # noqa: ANN003, ANN201 - click.command with zooforge's defaults
-    """``click.command`` as every zoo-* command is made: ZooCommand, ``-h``/``--help`` and ``--version``."""
+USAGE_ERROR = 2
+EXIT_BAD_INPUT = 'bad input or usage: one "error:" line on stderr, no output changed'
+SIGNAL_EXITS: dict[int, str] = {
+    128 + int(signum): f"interrupted by {signal.Signals(signum).name} (128 + {int(signum)}); temporary files removed"
+    for signum in sorted(TERMINATING)
+}
+
+
+def help_epilog(examples: Sequence[str], exit_codes: Mapping[int, str]) -> str:
+    """The end of every zoo-* command's ``--help``: its examples, then its exit status.
+
+    Both go in click ``\\b`` blocks, which click prints line by line as written instead of re-wrapping
+    them to the terminal: an example stays one command on one line, ready to copy. ``exit_codes`` are
+    the command's own codes (0, and 1 where a check can fail); 2 for bad input or usage (what
+    :func:`run_reporting_errors` and :class:`ZooCommand` exit with) and 128 + N for SIGINT, SIGTERM
+    and SIGHUP are added, as every command has them (a command may reword 2 for itself).
+    """
+    codes = {USAGE_ERROR: EXIT_BAD_INPUT, **SIGNAL_EXITS, **exit_codes}
+    width = max(len(str(code)) for code in codes)
+    lines = ["Examples:", "", "\b", *(f"  {example}" for example in examples), "",
+             "Exit status:", "", "\b", *(f"  {code:<{width}}  {codes[code]}" for code in sorted(codes))]
+    return "\n".join(lines)
+
+
+def zoo_command(*, examples: Sequence[str], exit_codes: Mapping[int, str],
+                **settings):  # noqa: ANN003, ANN201 - click.command with zooforge's defaults
+    """``click.command`` as every zoo-* command is made: ZooCommand, ``-h``/``--help``, ``--version``,
+    and an epilog (:func:`help_epilog`) of ``examples`` and ``exit_codes``."""
+    if not examples or 0 not in exit_codes:
+        raise ValueError("a zoo-* command's help gives examples and says what exit status 0 means")
     settings.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
+    settings["epilog"] = help_epilog(examples, exit_codes)
     version = click.version_option(__version__, "--version", message="%(prog)s (zooforge) %(version)s",
                                    help="Show zooforge's version and exit.")
     return lambda function: click.command(cls=ZooCommand, **settings)(version(function))
@@ -161,12 +199,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 @zoo_command(
-    epilog=(
-        "Examples:\n\n"
-        "  zoo-convert deploy.prototxt bvlc_alexnet.caffemodel --to-opset 12 -o alexnet.onnx\n\n"
-        "  zoo-convert predict_net.pb --init-net init_net.pb --value-info value_info.json -o m.onnx\n\n"
-        "  zoo-convert --builtin alexnet --input-shape 1,3,224,224 -o alexnet-synthetic.onnx"
-    ),
+    examples=[
+        "zoo-convert deploy.prototxt bvlc_alexnet.caffemodel --to-opset 12 -o alexnet.onnx",
+        "zoo-convert predict_net.pb --init-net init_net.pb --value-info value_info.json -o m.onnx",
+        "zoo-convert bvlcalexnet-9.onnx --to-opset 17 -o bvlcalexnet-17.onnx",
+        "zoo-convert --builtin alexnet --input-shape 1,3,224,224 -o alexnet-synthetic.onnx",
+    ],
+    exit_codes={0: "converted: the model was checked and written"},
 )
 @source_options("Convert a model shipped with zooforge (alexnet: BVLC AlexNet architecture with seeded "
                 "SYNTHETIC weights) instead of files.")

@@ -80,8 +80,8 @@ GROUPS: tuple[Group, ...] = (
     Group(
         "validate",
         ("artifacts/validation/parity.py",),
-        ("tests/test_validate.py", "tests/test_validate_edges.py"),
-        "the parity verdict: tolerances, NaN/Inf, test-set reading",
+        ("tests/test_validate.py", "tests/test_validate_edges.py", "tests/test_validate_layouts.py"),
+        "the parity verdict: tolerances, NaN/Inf, test-set reading, model-folder layouts",
     ),
     Group(
         "tarball",

@@ -667,8 +667,9 @@ def test_model_onnx_path_beside_its_sets_and_bare_models(tmp_path: Path) -> None
     assert [(s.model, s.test_set) for s in report.sets] == [(str(folder), "test_data_set_0")]
     other = folder / "other.onnx"
     shutil.copyfile(folder / "model.onnx", other)
-    assert input_error(lambda: validate_path(other)) == (
-        f"{other} is a bare model without test data: give its folder, its tarball or the release folder")
+    assert input_error(lambda: validate_path(other)) == (  # two models beside one set of test data
+        f"{folder} holds 2 .onnx files (model.onnx, other.onnx); a model folder holds one model beside its "
+        "test_data_set_N folders")
     lonely = write_model(tmp_path / "lonely")
     assert input_error(lambda: validate_path(lonely)) == (
         f"{lonely} is a bare model without test data: give its folder, its tarball or the release folder")
@@ -769,10 +770,10 @@ def test_tarball_layouts(tmp_path: Path) -> None:
 
     two = make_tarball(tmp_path / "two.tar.gz", {"one": folder, "two": folder})
     assert input_error(lambda: validate_path(two)) == (
-        f"{two} should hold one top folder with model.onnx and test_data_set_N/, found 2 such folders")
+        f"{two} should hold one top folder with one .onnx model and test_data_set_N/, found 2 such folders")
     none = make_tarball(tmp_path / "none.tar.gz", {"docs": docs})
     assert input_error(lambda: validate_path(none)) == (
-        f"{none} should hold one top folder with model.onnx and test_data_set_N/, found 0 such folders")
+        f"{none} should hold one top folder with one .onnx model and test_data_set_N/, found 0 such folders")
 
 
 def test_tarball_read_errors_and_the_temporary_folder(tmp_path: Path, monkeypatch) -> None:

@@ -11,7 +11,14 @@ from zooforge.artifacts.provenance.lineage import render, trace
 from zooforge.converters.cli import run_reporting_errors, zoo_command
 
 
-@zoo_command()
+@zoo_command(
+    examples=[
+        "zoo-lineage release/bvlcalexnet-12-int8.onnx",
+        "zoo-lineage release/bvlcalexnet-12.tar.gz --full",
+        "zoo-lineage downloads/bvlcalexnet-12.onnx --release release/",
+    ],
+    exit_codes={0: "the lineage tree was printed", 1: "FILE carries no zooforge lineage"},
+)
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--release", type=click.Path(path_type=Path), metavar="DIR",
               help="The release folder holding provenance.intoto.jsonl; default: FILE's folder if it has one.")
@@ -20,8 +27,6 @@ from zooforge.converters.cli import run_reporting_errors, zoo_command
 def main(file: Path, release: Path | None, full: bool) -> None:
     """Print how FILE (an .onnx, a .tar.gz or a Caffe2 file of a zooforge release) was made: a
     tree from FILE down to its source files, with digests and the settings of each step.
-
-    Exit status: 0 printed, 1 FILE carries no zooforge lineage, 2 unusable input.
     """
     found = trace(file, release)
     if found.step is not None:

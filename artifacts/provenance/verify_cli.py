@@ -12,14 +12,14 @@ from zooforge.converters.cli import run_reporting_errors, zoo_command
 
 
 @zoo_command(
-    epilog=(
-        "Exit status: 0 verified, 1 not verified (each problem on its own line: changed: X, added: Y, "
-        "removed: Z, renamed? X -> Y, or the index that disagrees), 2 when an argument cannot be used.\n\n"
-        "Examples:\n\n"
-        "  zoo-verify release/\n\n"
-        "  zoo-verify release/ --public-key zooforge.pub\n\n"
-        "  zoo-verify bvlcalexnet-12.onnx --manifest manifest.json"
-    ),
+    examples=[
+        "zoo-verify release/",
+        "zoo-verify release/ --public-key zooforge.pub",
+        "zoo-verify downloads/bvlcalexnet-12-int8.tar.gz --manifest release/manifest.json",
+    ],
+    exit_codes={0: "verified",
+                1: "not verified: a line per problem (changed: X, added: Y, removed: Z, renamed? X -> Y, ...)",
+                2: "an argument cannot be used: one \"error:\" line on stderr"},
 )
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--public-key", type=click.Path(path_type=Path), metavar="PEM",

@@ -25,13 +25,12 @@ def _table(report: EvalReport) -> list[str]:
 
 
 @zoo_command(
-    epilog=(
-        "Examples:\n\n"
-        "  zoo-eval lenet.onnx lenet-int8.onnx lenet-qdq.onnx --dataset ../shared/data/mnist_t10k "
-        "--preprocess mnist\n\n"
-        "  zoo-eval alexnet.onnx alexnet-int8.onnx --dataset imagenet_samples --preprocess inc-alexnet "
-        "--limit 50 --json eval.json"
-    ),
+    examples=[
+        "zoo-eval lenet.onnx lenet-int8.onnx lenet-qdq.onnx --dataset ../shared/data/mnist_t10k --preprocess mnist",
+        "zoo-eval alexnet.onnx alexnet-int8.onnx --dataset imagenet_samples --preprocess inc-alexnet "
+        "--limit 50 --json eval.json",
+    ],
+    exit_codes={0: "evaluated: the table printed (and written with --json)"},
 )
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--dataset", type=click.Path(path_type=Path), required=True,

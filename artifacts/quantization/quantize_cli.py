@@ -12,12 +12,12 @@ from zooforge.converters.safety import check_output_file
 
 
 @zoo_command(
-    epilog=(
-        "Examples:\n\n"
-        "  zoo-quantize lenet.onnx --format int8 --calibration ../shared/data/mnist_t10k "
-        "--preprocess mnist -o lenet-int8.onnx\n\n"
-        "  zoo-quantize alexnet.onnx --format qdq --preprocess inc-alexnet --samples 20 -o alexnet-qdq.onnx"
-    ),
+    examples=[
+        "zoo-quantize lenet.onnx --format int8 --calibration ../shared/data/mnist_t10k --preprocess mnist "
+        "-o lenet-int8.onnx",
+        "zoo-quantize alexnet.onnx --format qdq --preprocess inc-alexnet --samples 20 -o alexnet-qdq.onnx",
+    ],
+    exit_codes={0: "quantized: the model was written"},
 )
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["int8", "qdq"]), required=True,

@@ -417,6 +417,9 @@ def _notes(source: ReleaseSource, options: ReleaseOptions) -> list[str]:
     if options.optimize:
         notes.append(f"Built with --optimize: variants of opset {OPTIMIZE_MIN_OPSET} and newer went through "
                      "onnxoptimizer's exact passes (their lineage settings list them), then the same parity check.")
+    if source.options.dynamic_batch:
+        notes.append("Built with --dynamic-batch: the batch dimension is symbolic (`N`) in every variant; "
+                     "the test sets hold batch 1.")
     if source.options.compat == "zoo":
         notes.append("Built with --compat zoo: the published zoo graph's pooling, which departs from Caffe "
                      "at some input sizes; test outputs come from that same graph's NetDef.")

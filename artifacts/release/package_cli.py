@@ -57,12 +57,14 @@ def _name(value: str) -> str:
 
 
 @zoo_command(
-    epilog=(
-        "Examples:\n\n"
-        "  zoo-package                      # the built-in AlexNet (synthetic weights) into release/\n\n"
-        "  zoo-package deploy.prototxt bvlc_alexnet.caffemodel --name bvlcalexnet --out release/\n\n"
-        "  zoo-package bvlcalexnet-9.onnx --name bvlcalexnet --opsets 7,12,17"
-    ),
+    examples=[
+        "zoo-package                  # the built-in AlexNet (synthetic weights) into release/",
+        "zoo-package deploy.prototxt bvlc_alexnet.caffemodel --name bvlcalexnet --out release/",
+        "zoo-package lenet.prototxt lenet_iter_10000.caffemodel --name lenet --input-range 0,1 --dynamic-batch",
+        "zoo-package bvlcalexnet-9.onnx --name bvlcalexnet --opsets 7,12,17",
+    ],
+    exit_codes={0: "built: every variant matches the source; the release is in place",
+                2: "bad input or usage, or a variant fails parity (named); --out is left as it was"},
 )
 @source_options("A model shipped with zooforge (default when no MODEL: alexnet, with SYNTHETIC weights).")
 @click.option("--name", default="bvlcalexnet", show_default=True, help="File name stem: <name>-<opset>.onnx.")
@@ -71,6 +73,10 @@ def _name(value: str) -> str:
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W", help="Input shape.")
 @click.option("--compat", type=click.Choice(["zoo"]), default=None,
               help="Reproduce the ONNX zoo's published graph (deviates from Caffe's pooling at 224).")
+@click.option("--names", type=click.Choice(["zoo", "caffe"]), default="zoo", show_default=True,
+              help="zoo: Caffe2 SSA names as the ONNX zoo (data_0, prob_1); caffe: plain blob names (data, prob).")
+@click.option("--dynamic-batch", is_flag=True,
+              help="Make the batch dimension symbolic (N) in every variant; test sets stay batch 1.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("release"), show_default=True,
               help="Release folder; replaced only once the new release is complete.")
 @click.option("--test-sets", type=click.IntRange(1, 1000), default=3, show_default=True,
@@ -102,7 +108,8 @@ def _name(value: str) -> str:
 @optimize_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @run_reporting_errors
-def main(model, weights, builtin, init_net, value_info, name, opsets, input_shapes, compat, out, test_sets,
+def main(model, weights, builtin, init_net, value_info, name, opsets, input_shapes, compat, names, dynamic_batch,
+         out, test_sets,
          seed, input_range, rtol, atol, quantize, calibration, calibration_samples, eval_dataset, preprocess,
          eval_limit, measure_speed, sign_key, allow_non_finite, optimize, quiet) -> None:  # noqa: ANN001
     """Build a complete model release: every opset variant with test data, tarballs, README table,
@@ -113,8 +120,8 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
 
     Timestamps come from SOURCE_DATE_EPOCH (default 0), so two builds give identical bytes.
     """
-    options = api.ConvertOptions(names="zoo", input_shapes=parse_input_shapes(input_shapes), compat=compat,
-                                 allow_non_finite=allow_non_finite)
+    options = api.ConvertOptions(names=names, input_shapes=parse_input_shapes(input_shapes),
+                                 dynamic_batch=dynamic_batch, compat=compat, allow_non_finite=allow_non_finite)
     name = _name(name)
     parsed_opsets = _opsets(opsets)
     parsed_range = _input_range(input_range) if input_range else None

@@ -42,6 +42,11 @@ def _accuracy(value: float | None) -> str:
     return f"{value:.2f}" if value is not None else "n/a"
 
 
+def _shape(dims: Sequence[object]) -> str:
+    """``[N, 1, 28, 28]``: a symbolic dimension by its name, unquoted, as the hub's io_ports name it."""
+    return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
 def render_readme(facts: ReleaseFacts) -> str:
     lines = [f"# {facts.title}", ""]
     if facts.synthetic:
@@ -64,9 +69,9 @@ def render_readme(facts: ReleaseFacts) -> str:
     if facts.comparison:
         lines += ["", facts.comparison]
     lines += ["", "## Inference", "", "### Input", ""]
-    lines += [f"- `{name}`: float32, shape `{shape}`" for name, shape in facts.inputs]
+    lines += [f"- `{name}`: float32, shape `{_shape(shape)}`" for name, shape in facts.inputs]
     lines += ["", "### Output", ""]
-    lines += [f"- `{name}`: float32, shape `{shape}`" for name, shape in facts.outputs]
+    lines += [f"- `{name}`: float32, shape `{_shape(shape)}`" for name, shape in facts.outputs]
     lines += ["", "## Lineage", "", " ==> ".join(facts.lineage), ""]
     lines += [f"- `{name}`: sha256 `{digest}`" for name, digest in sorted(facts.source_digests.items())]
     lines += ["", "## Parity", "",

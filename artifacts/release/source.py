@@ -99,8 +99,9 @@ def netdef_source(predict_net: Path, init_net: Path, value_info: Path | None,
 
 
 def onnx_source(path: Path, options: api.ConvertOptions) -> ReleaseSource:
-    if options.compat or options.input_shapes is not None or options.dynamic_batch:
-        raise InputFileError("--compat, --input-shape and --dynamic-batch need a Caffe or NetDef source")
+    if options.compat or options.input_shapes is not None or options.dynamic_batch or options.names != "zoo":
+        raise InputFileError("--compat, --input-shape, --dynamic-batch and --names need a Caffe or NetDef source "
+                             f"(an ONNX source such as {path} keeps its own names and shapes)")
     model = api.read_onnx(path, options)
     name = model.graph.name or Path(path).stem
     return ReleaseSource(title=name, lineage=[f"ONNX {name} (opset {model_opset(model)})", f"ONNX {name}"],

@@ -3,13 +3,15 @@
 ``validate_path`` accepts three kinds of PATH:
 
 * a **model folder**: ``model.onnx`` beside ``test_data_set_N/`` folders of ``input_K.pb`` /
-  ``output_K.pb`` (serialized ``TensorProto``);
+  ``output_K.pb`` (serialized ``TensorProto``), or, as the zoo's own scripts accept, any single
+  ``*.onnx`` beside them (``<name>/<name>.onnx``); two or more ``.onnx`` files there are refused,
+  naming them (macOS ``._*`` companions are not models and are ignored);
 * a **tarball** (``.tar.gz`` / ``.tgz``) holding one such folder (the Caffe2-era layout
-  ``top/model.onnx``, ``top/test_data_set_N/``), unpacked with ``safe_extract`` into a
-  temporary folder;
-* a **release folder**: every ``<stem>.tar.gz`` / ``<stem>.tgz`` and every sub-folder holding a
-  ``model.onnx`` is validated; a standalone ``<stem>.onnx`` beside a tarball of the same stem must
-  be byte-identical to the tarball's ``model.onnx``; a standalone ``.onnx`` without a tarball is
+  ``top/model.onnx``, ``top/test_data_set_N/``, and the later ``<name>/<name>.onnx``,
+  ``model/<name>.onnx``), unpacked with ``safe_extract`` into a temporary folder;
+* a **release folder**: every ``<stem>.tar.gz`` / ``<stem>.tgz`` and every model sub-folder is
+  validated; a standalone ``<stem>.onnx`` beside a tarball of the same stem must
+  be byte-identical to the tarball's model; a standalone ``.onnx`` without a tarball is
   only checked for loadability (and reported as a "no test data" warning); when a
   ``manifest.json`` (the hub's form, see :mod:`zooforge.artifacts.release.manifest`) is present, the sha256 of
   every file it lists must match.
@@ -448,6 +450,27 @@ def _set_folders(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+MODEL_FILE = "model.onnx"
+
+
+def model_file(folder: Path) -> Path | None:
+    """The model of a model folder, or None when ``folder`` is not one.
+
+    A model folder holds ``model.onnx``, or test_data_set_N folders beside ``*.onnx`` files (the zoo's
+    ``<name>/<name>.onnx``); it must hold exactly one ``.onnx`` file (macOS ``._*`` companions aside).
+    """
+    if not folder.is_dir():
+        return None
+    models = sorted(p for p in folder.iterdir()
+                    if p.name.endswith(".onnx") and not p.name.startswith("._") and not p.is_dir())
+    if not models or (MODEL_FILE not in {p.name for p in models} and not _set_folders(folder)):
+        return None
+    if len(models) > 1:
+        raise InputFileError(f"{folder} holds {len(models)} .onnx files ({', '.join(p.name for p in models)}); "
+                             "a model folder holds one model beside its test_data_set_N folders")
+    return models[0]
+
+
 MAX_FILE_BYTES = 2**31 - 1  # protobuf's own limit for one message; tarball members have the same cap
 
 
@@ -561,12 +584,15 @@ class _Collector:
     warnings: list[str] = field(default_factory=list)
     model_failures: list[str] = field(default_factory=list)
 
-    def model_folder(self, folder: Path, label: str) -> None:
-        model_path = folder / "model.onnx"
+    def model_folder(self, folder: Path, label: str) -> Path:
+        """Validate the model folder ``folder``; returns its model file."""
+        model_path = model_file(folder)
+        if model_path is None:
+            raise InputFileError(f"{label} holds no .onnx model beside test_data_set_N folders")
         model = _load_model(model_path)
         set_folders = _set_folders(folder)
         if not set_folders:
-            raise InputFileError(f"{label} has model.onnx but no test_data_set_N folder")
+            raise InputFileError(f"{label} has {model_path.name} but no test_data_set_N folder")
         opset = model_opset(model)
         runtimes = available_runtimes(model)
         if self.runtimes is not None:
@@ -589,6 +615,7 @@ class _Collector:
             # model has been loaded beside them.
             del session
             gc.collect()
+        return model_path
 
     @staticmethod
     def _open(runtime: str, model: onnx.ModelProto | Path) -> tuple[Session | None, str | None]:
@@ -625,7 +652,7 @@ class _Collector:
         return replace(report, outputs=tuple(outputs))
 
     def tarball(self, archive: Path, label: str) -> bytes:
-        """Validate ``archive``; returns the bytes of its model.onnx."""
+        """Validate ``archive``; returns the bytes of its model."""
         from zooforge.artifacts.release.tarball import safe_extract  # noqa: PLC0415 - only tarballs need it
 
         with tempfile.TemporaryDirectory(prefix="zoo-validate-") as temp:
@@ -636,9 +663,7 @@ class _Collector:
                 safe_extract(archive, dest)
             except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
                 raise InputFileError(f"{archive} is not a readable tar.gz archive ({exc})") from None
-            root = _archive_root(dest, archive)
-            self.model_folder(root, label)
-            return (root / "model.onnx").read_bytes()
+            return read_bounded(self.model_folder(_archive_root(dest, archive), label))
 
     def standalone(self, model_path: Path, label: str) -> None:
         _load_model(model_path)
@@ -646,12 +671,12 @@ class _Collector:
 
 
 def _archive_root(dest: Path, archive: Path) -> Path:
-    if (dest / "model.onnx").is_file():
+    if model_file(dest) is not None:
         return dest
-    tops = [p for p in sorted(dest.iterdir()) if p.is_dir() and (p / "model.onnx").is_file()]
+    tops = [p for p in sorted(dest.iterdir()) if not p.is_symlink() and model_file(p) is not None]
     if len(tops) != 1:
         raise InputFileError(
-            f"{archive} should hold one top folder with model.onnx and test_data_set_N/, "
+            f"{archive} should hold one top folder with one .onnx model and test_data_set_N/, "
             f"found {len(tops)} such folders")
     return tops[0]
 
@@ -693,10 +718,10 @@ def _check_manifest(folder: Path, label: str, collector: _Collector) -> None:
 def _release_folder(folder: Path, label: str, collector: _Collector) -> None:
     children = sorted(folder.iterdir())
     tarballs = {stem: p for p in children if p.is_file() and (stem := _tarball_stem(p))}
-    model_dirs = [p for p in children if p.is_dir() and (p / "model.onnx").is_file()]
+    model_dirs = [p for p in children if p.is_dir() and not p.is_symlink() and model_file(p) is not None]
     standalone = [p for p in children if p.is_file() and p.suffix == ".onnx"]
     if not (tarballs or model_dirs or standalone):
-        raise InputFileError(f"{label} holds no model: no model.onnx, no .tar.gz/.tgz and no .onnx file")
+        raise InputFileError(f"{label} holds no model: no model folder, no .tar.gz/.tgz and no .onnx file")
     for sub in model_dirs:
         collector.model_folder(sub, f"{label}/{sub.name}")
     models_in_tarballs = {stem: collector.tarball(p, f"{label}/{p.name}") for stem, p in tarballs.items()}
@@ -733,14 +758,14 @@ def validate_path(path: str | Path, tolerance: Tolerance | None = None,
     if not path.exists():
         raise InputFileError(f"{path} does not exist")
     if path.is_dir():
-        if (path / "model.onnx").is_file():
+        if model_file(path) is not None:
             collector.model_folder(path, label)
         else:
             _release_folder(path, label, collector)
     elif _tarball_stem(path):
         collector.tarball(path, label)
     elif path.suffix == ".onnx":
-        if path.name == "model.onnx" and _set_folders(path.parent):
+        if _set_folders(path.parent) and model_file(path.parent) == path:
             collector.model_folder(path.parent, str(path.parent))
         else:
             raise InputFileError(f"{path} is a bare model without test data: give its folder, its tarball "

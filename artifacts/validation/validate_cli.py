@@ -44,14 +44,14 @@ def _print_report(report: ValidationReport, quiet: bool) -> None:
 
 
 @zoo_command(
-    epilog=(
-        "Exit status: 0 when every output of every test set passes, 1 when any fails (each failure "
-        "is named as MODEL / TEST SET / OUTPUT: reason), 2 when PATH cannot be used.\n\n"
-        "Examples:\n\n"
-        "  zoo-validate release/\n\n"
-        "  zoo-validate bvlc_alexnet-7.tar.gz --runtime onnxruntime --json report.json\n\n"
-        "  zoo-validate test_bvlc_alexnet/ --rtol 1e-3 --atol 1e-3"
-    ),
+    examples=[
+        "zoo-validate release/",
+        "zoo-validate bvlc_alexnet-7.tar.gz --runtime onnxruntime --json report.json",
+        "zoo-validate test_bvlc_alexnet/ --rtol 1e-3 --atol 1e-3",
+    ],
+    exit_codes={0: "passed: every output of every test set, on every runtime",
+                1: "failed: each failure named as MODEL / TEST SET / OUTPUT: reason",
+                2: "PATH or an option cannot be used: one \"error:\" line on stderr"},
 )
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--rtol", type=FiniteFloat(), default=1e-3, show_default=True,
@@ -72,10 +72,11 @@ def main(path: Path, rtol: float, atol: float, runtimes: tuple[str, ...], json_p
          quiet: bool) -> None:
     """Run released ONNX models on their test data and compare every output.
 
-    PATH is a model folder (model.onnx beside test_data_set_N/ folders of input_K.pb and
-    output_K.pb), a .tar.gz/.tgz holding one such folder (extracted safely into a temporary
-    folder), or a release folder: every tarball and model sub-folder in it is validated, a
-    standalone NAME.onnx must equal the model.onnx in NAME.tar.gz, and a manifest.json's sha256
+    PATH is a model folder (model.onnx, or any single NAME.onnx, beside test_data_set_N/ folders
+    of input_K.pb and output_K.pb; two .onnx files there are refused), a .tar.gz/.tgz holding one
+    such folder (extracted safely into a temporary folder), or a release folder: every tarball
+    and model sub-folder in it is validated, a standalone NAME.onnx must equal the model in
+    NAME.tar.gz, and a manifest.json's sha256
     sums must match. Output names, dtypes and shapes must match exactly; values within the
     tolerances. Test sets whose tensors have no names (pre-2019 data) are mapped to the graph
     by position, with a warning.
