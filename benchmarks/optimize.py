@@ -39,7 +39,7 @@ LEVELS = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
 
 def vgg_bn_scale(folder: Path) -> tuple[Path, Path]:
     """A VGG-style net of Conv + BatchNorm + Scale + ReLU blocks, seeded weights."""
-    layers, bottom, channels = [], "data", 3
+    layers, bottom = [], "data"
     for stage, width in enumerate((16, 32, 64, 128)):
         for block in range(2):
             name = f"s{stage}b{block}"
@@ -49,7 +49,7 @@ def vgg_bn_scale(folder: Path) -> tuple[Path, Path]:
                           f'layer {{ name: "{name}_sc" type: "Scale" bottom: "{name}" top: "{name}" '
                           f'scale_param {{ bias_term: true }} }}\n'
                           f'layer {{ name: "{name}_relu" type: "ReLU" bottom: "{name}" top: "{name}" }}\n')
-            bottom, channels = name, width
+            bottom = name
         layers.append(f'layer {{ name: "pool{stage}" type: "Pooling" bottom: "{bottom}" top: "pool{stage}" '
                       f'pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}\n')
         bottom = f"pool{stage}"
