@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from zooforge.converters.errors import OutputFileError
+from zooforge.converters.interrupts import held_termination
 from zooforge.converters.safety import check_output_file, owner_tag, remove_stale
 
 
@@ -24,20 +25,20 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     path = Path(path)
     check_output_file(path)
     remove_stale(path.parent, f".{path.name}.")
+    temp = None
     try:
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", dir=path.parent)
-    except OSError as exc:
-        raise OutputFileError(path, exc) from None
-    try:
-        with os.fdopen(handle, "wb") as stream:
+        with held_termination():  # a signal meanwhile arrives once `temp` names what to remove
+            handle, temp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", dir=path.parent)
+            stream = os.fdopen(handle, "wb")
+        with stream:
             yield stream
         os.chmod(temp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the mode open() would
         os.replace(temp, path)
-    except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
-        raise OutputFileError(path, exc) from None
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if temp is not None:
+            Path(temp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputFileError(path, exc) from None
         raise
 
 

@@ -5,6 +5,7 @@ the spot, leaving temporary files behind. ``raise_on_termination`` makes those r
 ``Interrupted`` (a ``KeyboardInterrupt``) instead. ``deferred_termination`` holds the three
 signals back during a step that must not be cut in half (a release's final swap); a signal that
 arrived meanwhile is then reported and dropped, since what it would have stopped is done.
+``held_termination`` holds them while a temporary is created and then delivers them.
 """
 
 from __future__ import annotations
@@ -52,19 +53,38 @@ class Deferred:
 
 
 @contextmanager
-def deferred_termination() -> Iterator[Deferred]:
-    """Hold SIGINT, SIGTERM and SIGHUP back until the block ends; report and drop them if it
-    completed. (A handler that only records them, rather than a blocked signal mask: other
-    threads, onnxruntime's among them, would otherwise take the signal for the process.)"""
-    state = Deferred()
+def _recorded() -> Iterator[list[int] | None]:
+    """Record SIGINT, SIGTERM and SIGHUP instead of acting on them until the block ends (only the
+    main thread can; elsewhere yields None). A handler that records rather than a blocked signal
+    mask: other threads, onnxruntime's among them, would otherwise take the signal for the process."""
     if threading.current_thread() is not threading.main_thread():
-        yield state
+        yield None
         return
     arrived: list[int] = []
     previous = {signum: signal.signal(signum, lambda number, frame: arrived.append(number)) for signum in TERMINATING}
     try:
-        yield state
+        yield arrived
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        state.dropped = [signal.Signals(s).name for s in dict.fromkeys(arrived)]
+
+
+@contextmanager
+def deferred_termination() -> Iterator[Deferred]:
+    """Hold SIGINT, SIGTERM and SIGHUP back until the block ends; report and drop them if it
+    completed."""
+    state = Deferred()
+    with _recorded() as arrived:
+        yield state
+    state.dropped = [signal.Signals(s).name for s in dict.fromkeys(arrived or ())]
+
+
+@contextmanager
+def held_termination() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back until the block ends, then deliver them: around the
+    creation of a temporary file or folder, so that a signal cannot land between the call that
+    makes it and the assignment of its name, where no clean-up could find it."""
+    with _recorded() as arrived:
+        yield
+    for signum in dict.fromkeys(arrived or ()):
+        signal.raise_signal(signum)

@@ -35,7 +35,7 @@ from zooforge.artifacts.release.testdata import InputRecipe, TestSet, write_npz,
 from zooforge.artifacts.validation.parity import Tolerance, validate_path
 from zooforge.converters.caffe2.netdef import write_caffe2
 from zooforge.converters.errors import InputFileError, OutputFileError, ZooforgeError
-from zooforge.converters.interrupts import deferred_termination
+from zooforge.converters.interrupts import deferred_termination, held_termination
 from zooforge.converters.onnx.optimize import MIN_OPSET as OPTIMIZE_MIN_OPSET, optimize_variant
 from zooforge.converters.safety import check_release_folder, owner_tag, remove_stale, stale_entries
 from zooforge.converters.fileio import atomic_write_bytes, current_umask
@@ -113,12 +113,11 @@ def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
     for kind in ("building", "old"):
         for stale in remove_stale(out.parent, f".{out.name}.{kind}-"):
             warnings.warn(f"removed {stale}, left by a build that was killed", StaleBuildWarning, stacklevel=2)
+    building = None
     try:
-        building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{owner_tag()}-", dir=out.parent))
-    except OSError as exc:
-        raise OutputFileError(out.parent, exc) from None
-    building.chmod(0o777 & ~current_umask())
-    try:
+        with held_termination():  # a signal meanwhile arrives once `building` names what to remove
+            building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{owner_tag()}-", dir=out.parent))
+        building.chmod(0o777 & ~current_umask())
         summary = _build(source, options, building, say)
         if options.sign_key is not None:
             say("signing")
@@ -127,8 +126,11 @@ def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
             summary.files.append(sign_release(building, options.sign_key))
         with deferred_termination() as deferred:
             _swap_into_place(building, out)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
+    except BaseException as exc:
+        if building is not None:
+            shutil.rmtree(building, ignore_errors=True)
+        if isinstance(exc, OSError) and building is None:
+            raise OutputFileError(out.parent, exc) from None
         raise
     if deferred.dropped:
         warnings.warn(f"{', '.join(deferred.dropped)} arrived while the finished release was moved into place; "

@@ -38,6 +38,7 @@ from typing import BinaryIO
 
 from zooforge.converters.errors import InputFileError
 from zooforge.converters.fileio import atomic_writer, current_umask
+from zooforge.converters.interrupts import held_termination
 
 try:
     from isal import igzip_threaded as _isal_threaded
@@ -205,9 +206,10 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int = 8 * 2**30,
             if os.path.lexists(dest / name):
                 raise InputFileError(f"cannot extract {archive} into {dest}: "
                                      f"{dest / name} already exists")
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extracting",
-                                        dir=dest.parent))
+        staging = None
         try:
+            with held_termination():  # a signal meanwhile arrives once `staging` names what to remove
+                staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extracting", dir=dest.parent))
             written = 0
             for name, member in members:
                 try:
@@ -223,7 +225,8 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int = 8 * 2**30,
                             f"{member.name!r}, refused as a likely decompression bomb")
             _move_into(staging, dest)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
             raise
     return sorted(dest / name for name, _ in members)
 
