@@ -107,6 +107,8 @@ def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
     _restore_swapped_out(out)
     for opset in options.opsets:
         opset_info(opset)  # refuse an unknown opset before any work
+    if options.preprocess:  # a preset whose recipe fixes a size refuses a model of another size
+        get_preset(options.preprocess, next(iter(source.input_shapes.values())))
     say = progress or (lambda message: None)
     for kind in ("building", "old"):
         for stale in remove_stale(out.parent, f".{out.name}.{kind}-"):
