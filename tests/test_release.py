@@ -216,7 +216,7 @@ def test_manifest_matches_files(release):
         assert meta["model_bytes"] == model.stat().st_size
         assert meta["model_with_data_sha"] == sha256(archive)
         assert meta["model_with_data_bytes"] == archive.stat().st_size
-        assert meta["tags"] == ["vision", "classification"]
+        assert meta["tags"] == ["vision", "classification", "lenet"]  # the hub's, with the model's own tag
         assert meta["io_ports"] == {
             "inputs": [{"name": "data_0", "shape": [1, 1, 28, 28], "type": "tensor(float)"}],
             "outputs": [{"name": "prob_1", "shape": [1, 10], "type": "tensor(float)"}],
@@ -497,7 +497,7 @@ def test_builtin_alexnet_release_states_synthetic_weights(tmp_path):
     build_release(builtin_source("alexnet", api.ConvertOptions(names="zoo")), options, out)
     text = (out / "README.md").read_text()
     assert "**Synthetic weights.**" in text
-    assert "|BVLC AlexNet| " in text and "| 1.7 | 12 |" in text
+    assert "|AlexNet| " in text and "| 1.7 | 12 |" in text
     assert (out / "bvlcalexnet-12.onnx").stat().st_size > 200 * 2**20
     records = json.loads((out / "parity.json").read_text())
     assert [r["passed"] for r in records] == [True]
