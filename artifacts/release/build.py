@@ -30,7 +30,8 @@ from zooforge.artifacts.provenance.statements import STATEMENTS_FILE, statement,
 from zooforge.artifacts.release.manifest import (
     Artifact, io_ports, manifest_entry, model_tag, sha256_file, tensor_shapes, write_manifest, write_sha256sums,
 )
-from zooforge.artifacts.release.readme import ReleaseFacts, TableRow, render_readme
+from zooforge.artifacts.release.readme import ReleaseFacts, TableRow, read_text_file, render_readme
+from zooforge.artifacts.release.sections import section_facts
 from zooforge.artifacts.release.source import ReleaseSource
 from zooforge.artifacts.release.tarball import MAX_MTIME, write_tarball
 from zooforge.artifacts.release.testdata import InputRecipe, TestSet, write_npz, write_test_set
@@ -78,6 +79,8 @@ class ReleaseOptions:
     title: str | None = None                # the zoo's model name (manifest "model", README); None: the source's
     extra_ports: tuple[tuple[str, str], ...] = ()  # (group, tensor), the hub's extra_ports, e.g. features=fc7_1
     model_path_prefix: str = ""             # manifest paths' repository folder, manifest.model_path_prefix form
+    description: Path | None = None         # the source model's readme (its text goes into the README)
+    license: Path | None = None             # the source model's licence text (likewise)
 
 
 @dataclass
@@ -108,12 +111,15 @@ def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
     out = Path(out).absolute()
     if not out.parent.is_dir():
         raise InputFileError(f"output folder's parent {out.parent} does not exist")
-    check_release_folder(out, [*source.files.values(), options.calibration, options.eval_dataset, options.sign_key])
+    check_release_folder(out, [*source.files.values(), options.calibration, options.eval_dataset, options.sign_key,
+                               options.description, options.license])
     _restore_swapped_out(out)
     for opset in options.opsets:
         opset_info(opset)  # refuse an unknown opset before any work
     if options.preprocess:  # a preset whose recipe fixes a size refuses a model of another size
         get_preset(options.preprocess, next(iter(source.input_shapes.values())))
+    read_text_file(options.description, "--description")  # an unreadable text is refused before any work
+    read_text_file(options.license, "--license")
     say = progress or (lambda message: None)
     for kind in ("building", "old"):
         for stale in remove_stale(out.parent, f".{out.name}.{kind}-"):
@@ -152,6 +158,7 @@ class _Packed:
     archive: Path
     report: object          # the ValidationReport
     record: dict            # the same, as reproducible JSON (no temporary paths)
+    members: list[str] = field(default_factory=list)  # the tarball's, below its top folder
 
 
 def _package(root: Path, options: ReleaseOptions, stem: str, write_model: Callable[[Path], None],
@@ -189,7 +196,8 @@ def _package(root: Path, options: ReleaseOptions, stem: str, write_model: Callab
     model_path = root / f"{stem}.onnx"
     os.replace(model_file, model_path)
     shutil.rmtree(root / ".staging")
-    return _Packed(stem, model_path, archive, report, _relabel(report.to_dict(), str(staging), archive.name))
+    return _Packed(stem, model_path, archive, report, _relabel(report.to_dict(), str(staging), archive.name),
+                   [name for name, _ in members])
 
 
 def _header(path: Path) -> onnx.ModelProto:
@@ -205,7 +213,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
     if source.caffe2 is not None and "predict_net" not in source.files:
         write_caffe2(source.caffe2, root / "caffe2")
     rows, entries, parity_lines = [], [], []
-    graph, large, quant_base = None, (), None
+    graph, large, quant_base, sample_files = None, (), None, []
     sources = tuple(SourceFile(path.name, role, sha256_file(path)) for role, path in source.files.items())
     parents = _fp32_parents(source, root, sources)
     lineages: dict[str, Lineage] = {}
@@ -230,6 +238,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
         summary.files += [packed.model_path, packed.archive]
         if opset == QUANTIZATION_OPSET:
             quant_base = packed.model_path
+        sample_files = sample_files or [f"{options.name}/{member}" for member in packed.members]
     fp32_row_count = len(rows)
     quantized: list[Path] = []
     if options.quantize:
@@ -290,6 +299,9 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
         inputs=_ports(graph, large, "inputs"), outputs=_ports(graph, large, "outputs"),
         parity=parity_lines, synthetic=source.synthetic,
         notes=_notes(source, options), comparison=comparison,
+        **section_facts(options, source, graph, sample_files, summary.parity,
+                        quant_base.name if quant_base is not None and quant_base.parent == root
+                        else f"the opset-{QUANTIZATION_OPSET} model"),
     )
     atomic_write_bytes(root / "README.md", render_readme(facts).encode())
     say("writing provenance")

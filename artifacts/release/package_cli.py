@@ -128,13 +128,17 @@ def _name(value: str) -> str:
               help="Repository folder before the manifest's paths, e.g. "
                    "validated/vision/classification/alexnet/model/ (zoo-verify and zoo-validate find the "
                    "files by name in the release folder).")
+@click.option("--description", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
+              help="The source model's readme: its text becomes the README's Description.")
+@click.option("--license", "license_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="FILE", help="The source model's licence text, included under the README's License.")
 @allow_non_finite_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @run_reporting_errors
 def main(model, weights, builtin, init_net, value_info, name, opsets, input_shapes, compat, out, test_sets,
          seed, input_range, rtol, atol, quantize, calibration, calibration_samples, eval_dataset, preprocess,
-         eval_limit, measure_speed, sign_key, title, extra_ports, model_path_prefix: str, allow_non_finite,
-         quiet) -> None:  # noqa: ANN001
+         eval_limit, measure_speed, sign_key, title, extra_ports, model_path_prefix: str, description,
+         license_file, allow_non_finite, quiet) -> None:  # noqa: ANN001
     """Build a complete model release: every opset variant with test data, tarballs, README table,
     manifest, checksums and a parity report. Every variant must match the source model (the Caffe2
     executor for Caffe and NetDef sources, the source model for ONNX) or nothing is written.
@@ -169,6 +173,8 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
         title=_title(title),
         extra_ports=_extra_ports(extra_ports),
         model_path_prefix=parse_prefix(model_path_prefix),
+        description=description,
+        license=license_file,
     )
     unknown = set(release.quantize) - {"int8", "qdq"}
     if unknown:

@@ -36,6 +36,7 @@ class ReleaseSource:
     onnx_model: onnx.ModelProto | None = None
     options: api.ConvertOptions = field(default_factory=api.ConvertOptions)
     input_range: tuple[float, float] = (-1.0, 1.0)  # default range of the uniform test inputs
+    about: str | None = None        # what zooforge says of a built-in model (the README's Description)
 
     @property
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -83,6 +84,7 @@ def builtin_source(name: str, options: api.ConvertOptions) -> ReleaseSource:
     return ReleaseSource(  # titled as the zoo titles it (AlexNet), its lineage as the zoo's README gives it
         title=net.name, lineage=[f"Caffe {caffe_title}", f"Caffe2 {net.name}", f"ONNX {net.name}"],
         files={"prototxt": model.prototxt}, synthetic=True, caffe2=translate(net), options=options,
+        about=f"zooforge's built-in {name}: {model.description}",
         input_range=(-128.0, 128.0) if name == "alexnet" else (-1.0, 1.0),  # Caffe-range pixels
     )
 
