@@ -79,7 +79,7 @@ def test_compat_graph_computes_its_rewritten_netdef() -> None:
 
 
 def test_at_227_compat_departs_nowhere() -> None:
-    result = convert_builtin("alexnet", ConvertOptions(opset=9, compat="zoo"))
+    result = convert_builtin("alexnet", ConvertOptions(opset=9, compat="zoo", input_shapes=(1, 3, 227, 227)))
     assert any("not at this input size" in note for note in result.notes)
 
 

@@ -96,7 +96,7 @@ def sources(shared: Path) -> dict[str, Source]:
                                        trained / "lenet_mnist_v2" / "lenet_iter_10000.caffemodel"), 1.0),
         "cifar10_full": _source(convert_caffe(trained / "v1_binaries" / "cifar10_full.prototxt",
                                               trained / "v1_binaries" / "cifar10_full_iter_70000.caffemodel"), 128),
-        "alexnet227": _source(convert_builtin("alexnet"), 128),
+        "alexnet227": _source(convert_builtin("alexnet", ConvertOptions(input_shapes=(1, 3, 227, 227))), 128),
         "alexnet224": _source(convert_builtin("alexnet", ConvertOptions(input_shapes=(1, 3, 224, 224))), 128),
     }
 

@@ -216,7 +216,7 @@ def test_manifest_matches_files(release):
         assert meta["model_bytes"] == model.stat().st_size
         assert meta["model_with_data_sha"] == sha256(archive)
         assert meta["model_with_data_bytes"] == archive.stat().st_size
-        assert meta["tags"] == ["vision", "classification"]
+        assert meta["tags"] == ["vision", "classification", "lenet"]  # the hub's, with the model's own tag
         assert meta["io_ports"] == {
             "inputs": [{"name": "data_0", "shape": [1, 1, 28, 28], "type": "tensor(float)"}],
             "outputs": [{"name": "prob_1", "shape": [1, 10], "type": "tensor(float)"}],
@@ -491,13 +491,22 @@ def test_bad_epoch_is_an_error(shared, tmp_path):
 
 
 def test_builtin_alexnet_release_states_synthetic_weights(tmp_path):
-    """The full-size built-in AlexNet at one opset with one test set (the full release runs in CI)."""
+    """The full-size built-in AlexNet at one opset with one test set (the full release runs in CI):
+    named, tagged, shaped and with its feature port as the hub's bvlcalexnet-12 entry (test_hub_manifest)."""
+    from test_hub_manifest import HUB_ALEXNET_12
+
     out = tmp_path / "alexnet"
-    options = ReleaseOptions(opsets=(12,), test_sets=1, recipe=InputRecipe(0, -128.0, 128.0), quantize=())
+    options = ReleaseOptions(opsets=(12,), test_sets=1, recipe=InputRecipe(0, -128.0, 128.0), quantize=(),
+                             extra_ports=(("features", "fc7_1"),))
     build_release(builtin_source("alexnet", api.ConvertOptions(names="zoo")), options, out)
+    (entry,) = json.loads((out / "manifest.json").read_text())
+    assert {key: entry["metadata"].get(key, entry.get(key)) for key in HUB_ALEXNET_12} == HUB_ALEXNET_12
     text = (out / "README.md").read_text()
-    assert "**Synthetic weights.**" in text
-    assert "|BVLC AlexNet| " in text and "| 1.7 | 12 |" in text
+    assert text.startswith("# AlexNet\n") and "**Synthetic weights.**" in text
+    assert "Caffe BVLC AlexNet ==> Caffe2 AlexNet ==> ONNX AlexNet" in text
+    assert "data_0: float[1, 3, 224, 224]" in text and "prob_1: float[1, 1000]" in text
+    assert "The weights are synthetic" in text and "None: the weights are synthetic" in text
+    assert "|AlexNet| " in text and "| 1.7 | 12 |" in text
     assert (out / "bvlcalexnet-12.onnx").stat().st_size > 200 * 2**20
     records = json.loads((out / "parity.json").read_text())
     assert [r["passed"] for r in records] == [True]

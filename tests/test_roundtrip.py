@@ -214,7 +214,7 @@ def test_alexnet_caffe_named_relu_blobs_are_final_values(alexnet_by_style, onnx_
     after the in-place ReLU (and Dropout, identity at test time): never negative, and each equals
     max(<blob>_1, 0) where <blob>_1, the first write (Conv or Gemm), has negative values."""
     model = alexnet_by_style["caffe"]
-    x = np.random.default_rng(11).uniform(-128, 128, (1, 3, 227, 227)).astype(np.float32)
+    x = np.random.default_rng(11).uniform(-128, 128, (1, 3, 224, 224)).astype(np.float32)  # the built-in's input
     final = onnx_run(with_outputs(model, ALEXNET_RELU_BLOBS), {"data": x})
     for blob in ALEXNET_RELU_BLOBS:
         assert final[blob].min() >= 0.0 and final[blob].max() > 0.0, blob

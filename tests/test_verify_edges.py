@@ -163,12 +163,13 @@ def test_manifest_holds_the_hub_fields(built):
     expected = [
         {"model": "LeNet", "model_path": model, "onnx_version": onnx_version, "opset_version": opset,
          "metadata": {"model_sha": sha256(built / model), "model_bytes": (built / model).stat().st_size,
-                      "tags": ["vision", "classification"], "io_ports": io,
+                      "tags": ["vision", "classification", "lenet"], "io_ports": io,
                       "model_with_data_path": archive, "model_with_data_sha": sha256(built / archive),
                       "model_with_data_bytes": (built / archive).stat().st_size}}
         for model, archive, onnx_version, opset in ((MODEL9, ARCHIVE9, "1.4.1", 9), (MODEL12, ARCHIVE12, "1.7", 12))
     ]
     assert load_manifest(built) == expected
+    assert [list(entry["metadata"]) for entry in load_manifest(built)] == [list(e["metadata"]) for e in expected]
 
 
 def test_not_a_release_folder_is_an_input_error(release, tmp_path):
@@ -767,18 +768,18 @@ def test_manifest_entry_in_full(tmp_path):
 def test_write_manifest_bytes(tmp_path):
     path = tmp_path / MANIFEST
     write_manifest(path, [{"model_path": "a.onnx", "metadata": {"tags": ["x"], "model_bytes": 3}, "model": "A"}])
-    assert path.read_text() == (
+    assert path.read_text() == (  # the keys as given (the hub's order), indented by four as the hub's file
         '[\n'
-        '  {\n'
-        '    "metadata": {\n'
-        '      "model_bytes": 3,\n'
-        '      "tags": [\n'
-        '        "x"\n'
-        '      ]\n'
-        '    },\n'
-        '    "model": "A",\n'
-        '    "model_path": "a.onnx"\n'
-        '  }\n'
+        '    {\n'
+        '        "model_path": "a.onnx",\n'
+        '        "metadata": {\n'
+        '            "tags": [\n'
+        '                "x"\n'
+        '            ],\n'
+        '            "model_bytes": 3\n'
+        '        },\n'
+        '        "model": "A"\n'
+        '    }\n'
         ']\n'
     )
     write_manifest(path, [])

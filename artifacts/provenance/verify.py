@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zooforge.artifacts.release.manifest import sha256_file
+from zooforge.artifacts.validation.listing import listed_file
 from zooforge.artifacts.provenance.statements import STATEMENTS_FILE, check_subjects, read_statements
 from zooforge.artifacts.provenance.signing import SIGNATURE_NAME, load_public_key, verify_signature
 from zooforge.converters.errors import InputFileError
@@ -158,8 +159,9 @@ def _recorded_elsewhere(release: Path) -> dict[str, set[str]]:
         meta = entry["metadata"]
         for name, digest in ((entry.get("model_path"), meta.get("model_sha")),
                              (meta.get("model_with_data_path"), meta.get("model_with_data_sha"))):
-            if name and digest:
-                records.setdefault(str(name), set()).add(str(digest))
+            file = listed_file(release, name)
+            if file is not None and digest:
+                records.setdefault(file.relative_to(release).as_posix(), set()).add(str(digest))
     try:
         statements = read_statements(release / PROVENANCE_NAME) if (release / PROVENANCE_NAME).is_file() else []
     except InputFileError:
@@ -244,8 +246,8 @@ def _check_manifest(release: Path, digests: _Digests, report: VerifyReport) -> N
             if not name:
                 report.problems.append(f"{MANIFEST_NAME}: an entry ({entry.get('model')}) has no {key}_path")
                 continue
-            path = release / str(name)
-            sha = digests(str(name))
+            path = listed_file(release, name)  # a --model-path-prefix is the zoo's folder, not the release's
+            sha = digests(path.relative_to(release).as_posix()) if path is not None else None
             if sha is None:
                 report.problems.append(f"{MANIFEST_NAME}: {name} is missing")
                 continue

@@ -326,9 +326,23 @@ def _model_hw(input_shape: Sequence[Any], default: tuple[int, int]) -> tuple[int
     return out[0], out[1]
 
 
+def _fixed_hw(preset: str, input_shape: Sequence[Any], size: tuple[int, int]) -> tuple[int, int]:
+    """``size``, which the recipe of ``preset`` fixes; a model whose (H, W) is known and differs is
+    refused, since resizing to another size would silently change the recipe (symbolic H, W pass)."""
+    hw = _model_hw(input_shape, size)
+    if hw != size:
+        raise PreprocessError(
+            f"preprocess {preset!r} resizes to {size[0]}x{size[1]}, its recipe's fixed size, but the model "
+            f"takes {hw[0]}x{hw[1]}; convert the model with --input-shape 1,3,{size[0]},{size[1]} or choose "
+            "a preset that follows the model's size (caffe-imagenet)"
+        )
+    return hw
+
+
 def inc_alexnet(input_shape: Sequence[Any]) -> Preprocess:
-    """INC's AlexNet: RGB, resize to 224x224 (the model's H, W), RGB mean, then BGR; no scale."""
-    hw = _model_hw(input_shape, (224, 224))
+    """INC's AlexNet: RGB, resize to 224x224, RGB mean, then BGR; no scale. The size is the recipe's:
+    a model of another size is refused (see ``_fixed_hw``)."""
+    hw = _fixed_hw("inc-alexnet", input_shape, (224, 224))
     return Preprocess(
         name="inc-alexnet", resize=hw, crop=None, channels="BGR",
         mean=tuple(reversed(INC_ALEXNET_RGB_MEAN)), scale=1.0,

@@ -27,8 +27,11 @@ from zooforge.artifacts.quantization.quantize import QuantizeSettings, quantize_
 from zooforge.artifacts.release.quantized import QUANTIZATION_OPSET, quantization_plan, top1_agreement
 from zooforge.converters.lineage import Lineage, ParentRef, SourceFile, quantization_settings, settings_dict, stamp
 from zooforge.artifacts.provenance.statements import STATEMENTS_FILE, statement, write_statements
-from zooforge.artifacts.release.manifest import Artifact, io_ports, manifest_entry, sha256_file, write_manifest, write_sha256sums
-from zooforge.artifacts.release.readme import ReleaseFacts, TableRow, render_readme
+from zooforge.artifacts.release.manifest import (
+    Artifact, io_ports, manifest_entry, model_tag, sha256_file, tensor_shapes, write_manifest, write_sha256sums,
+)
+from zooforge.artifacts.release.readme import ReleaseFacts, TableRow, read_text_file, render_readme
+from zooforge.artifacts.release.sections import section_facts
 from zooforge.artifacts.release.source import ReleaseSource
 from zooforge.artifacts.release.tarball import MAX_MTIME, write_tarball
 from zooforge.artifacts.release.testdata import InputRecipe, TestSet, write_npz, write_test_set
@@ -75,6 +78,11 @@ class ReleaseOptions:
     measure_speed: bool = False             # add the speed-up to the README (machine-dependent bytes)
     sign_key: Path | None = None            # EC private key (PEM): sign the finished release (release.sig)
     optimize: bool = False                  # onnxoptimizer's exact passes on each variant of opset >= 7
+    title: str | None = None                # the zoo's model name (manifest "model", README); None: the source's
+    extra_ports: tuple[tuple[str, str], ...] = ()  # (group, tensor), the hub's extra_ports, e.g. features=fc7_1
+    model_path_prefix: str = ""             # manifest paths' repository folder, manifest.model_path_prefix form
+    description: Path | None = None         # the source model's readme (its text goes into the README)
+    license: Path | None = None             # the source model's licence text (likewise)
 
 
 @dataclass
@@ -105,10 +113,15 @@ def build_release(source: ReleaseSource, options: ReleaseOptions, out: Path,
     out = Path(out).absolute()
     if not out.parent.is_dir():
         raise InputFileError(f"output folder's parent {out.parent} does not exist")
-    check_release_folder(out, [*source.files.values(), options.calibration, options.eval_dataset, options.sign_key])
+    check_release_folder(out, [*source.files.values(), options.calibration, options.eval_dataset, options.sign_key,
+                               options.description, options.license])
     _restore_swapped_out(out)
     for opset in options.opsets:
         opset_info(opset)  # refuse an unknown opset before any work
+    if options.preprocess:  # a preset whose recipe fixes a size refuses a model of another size
+        get_preset(options.preprocess, next(iter(source.input_shapes.values())))
+    read_text_file(options.description, "--description")  # an unreadable text is refused before any work
+    read_text_file(options.license, "--license")
     say = progress or (lambda message: None)
     for kind in ("building", "old"):
         for stale in remove_stale(out.parent, f".{out.name}.{kind}-"):
@@ -149,6 +162,7 @@ class _Packed:
     archive: Path
     report: object          # the ValidationReport
     record: dict            # the same, as reproducible JSON (no temporary paths)
+    members: list[str] = field(default_factory=list)  # the tarball's, below its top folder
 
 
 def _package(root: Path, options: ReleaseOptions, stem: str, write_model: Callable[[Path], None],
@@ -186,7 +200,8 @@ def _package(root: Path, options: ReleaseOptions, stem: str, write_model: Callab
     model_path = root / f"{stem}.onnx"
     os.replace(model_file, model_path)
     shutil.rmtree(root / ".staging")
-    return _Packed(stem, model_path, archive, report, _relabel(report.to_dict(), str(staging), archive.name))
+    return _Packed(stem, model_path, archive, report, _relabel(report.to_dict(), str(staging), archive.name),
+                   [name for name, _ in members])
 
 
 def _header(path: Path) -> onnx.ModelProto:
@@ -195,13 +210,14 @@ def _header(path: Path) -> onnx.ModelProto:
 
 def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Progress) -> ReleaseSummary:
     summary = ReleaseSummary(root)
+    title = options.title or source.title
     say("computing the source model's outputs")
     feeds = [options.recipe.draw(source.input_shapes, index) for index in range(options.test_sets)]
     expected = [source.expected_outputs(feed) for feed in feeds]
     if source.caffe2 is not None and "predict_net" not in source.files:
         write_caffe2(source.caffe2, root / "caffe2")
     rows, entries, parity_lines = [], [], []
-    graph, large, quant_base, quant_optimized = None, (), None, None
+    graph, large, quant_base, quant_optimized, sample_files = None, (), None, None, []
     sources = tuple(SourceFile(path.name, role, sha256_file(path)) for role, path in source.files.items())
     parents = _fp32_parents(source, root, sources)
     lineages: dict[str, Lineage] = {}
@@ -222,13 +238,14 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
                                "runtimes": {r: RUNTIME_DESCRIPTIONS[r] for r in parity_runtimes(opset)}})
         parity_lines.append(_parity_line(stem, packed.report))
         release = opset_info(opset).onnx_release.removesuffix(".0")
-        entries.append(manifest_entry(Artifact(source.title, packed.model_path, packed.archive, release, opset,
-                                               options.tags), root, graph, large))
-        rows.append(TableRow(source.title, packed.model_path.name, packed.model_path.stat().st_size,
+        entries.append(_hub_entry(options, title, title, packed, release, opset, graph,
+                                  {name: variant.large[name].shape for name in large}, required=stem))
+        rows.append(TableRow(title, packed.model_path.name, packed.model_path.stat().st_size,
                              packed.archive.name, packed.archive.stat().st_size, release, opset))
         summary.files += [packed.model_path, packed.archive]
         if opset == QUANTIZATION_OPSET:
             quant_base, quant_optimized = packed.model_path, optimized
+        sample_files = sample_files or [f"{options.name}/{member}" for member in packed.members]
     fp32_row_count = len(rows)
     quantized: list[Path] = []
     if options.quantize:
@@ -269,10 +286,9 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
                 f"{agreement['calibration']['agree']}/{agreement['calibration']['total']} calibration inputs"
             )
             release = opset_info(QUANTIZATION_OPSET).onnx_release.removesuffix(".0")
-            entries.append(manifest_entry(Artifact(f"{source.title}-{fmt}", packed.model_path, packed.archive,
-                                                   release, QUANTIZATION_OPSET, (*options.tags, fmt)),
-                                          root, _header(packed.model_path)))
-            rows.append(TableRow(f"{source.title}-{fmt}", packed.model_path.name, packed.model_path.stat().st_size,
+            entries.append(_hub_entry(options, f"{title}-{fmt}", title, packed, release, QUANTIZATION_OPSET,
+                                      _header(packed.model_path), {}))
+            rows.append(TableRow(f"{title}-{fmt}", packed.model_path.name, packed.model_path.stat().st_size,
                                  packed.archive.name, packed.archive.stat().st_size, release, QUANTIZATION_OPSET))
             summary.files += [packed.model_path, packed.archive]
             quantized.append(packed.model_path)
@@ -285,11 +301,14 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
     atomic_write_bytes(root / "parity.json", (json.dumps(summary.parity, indent=2, sort_keys=True) + "\n").encode())
     write_manifest(root / "manifest.json", entries)
     facts = ReleaseFacts(
-        title=source.title, rows=rows, lineage=source.lineage,
+        title=title, rows=rows, lineage=source.lineage,
         source_digests={path.name: sha256_file(path) for path in source.files.values()},
         inputs=_ports(graph, large, "inputs"), outputs=_ports(graph, large, "outputs"),
         parity=parity_lines, synthetic=source.synthetic,
         notes=_notes(source, options), comparison=comparison,
+        **section_facts(options, source, graph, sample_files, summary.parity,
+                        quant_base.name if quant_base is not None and quant_base.parent == root
+                        else f"the opset-{QUANTIZATION_OPSET} model"),
     )
     atomic_write_bytes(root / "README.md", render_readme(facts).encode())
     say("writing provenance")
@@ -298,6 +317,25 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
     summary.files += [root / name for name in ("parity.json", "manifest.json", "README.md", STATEMENTS_FILE,
                                                "SHA256SUMS")]
     return summary
+
+
+def _hub_entry(options: ReleaseOptions, name: str, title: str, packed: _Packed, release: str, opset: int,
+               graph: onnx.ModelProto, external: dict[str, tuple[int, ...]], required: str | None = None) -> dict:
+    """The manifest entry of ``packed``, named ``name``, tagged with ``title``'s own tag as the hub tags
+    its models (quantized ones too). Each ``--extra-port`` tensor with a known shape is listed; one
+    that an fp32 variant (``required``, its stem) does not compute at all fails the build."""
+    names = [tensor for _, tensor in options.extra_ports]
+    if required is not None:
+        computed = {output for node in graph.graph.node for output in node.output}
+        for group, tensor in options.extra_ports:
+            if tensor not in computed:
+                raise ReleaseError(f"--extra-port {group}={tensor}: variant {required} has no tensor named {tensor!r} "
+                                   "(name one its graph computes, e.g. with the zoo's names fc7_1)")
+    shapes = tensor_shapes(graph, external, names) if names else {}
+    artifact = Artifact(name, packed.model_path, packed.archive, release, opset,
+                        (*options.tags, model_tag(title)), options.extra_ports)
+    return manifest_entry(artifact, packed.model_path.parent, graph, tuple(external), options.model_path_prefix,
+                          shapes)
 
 
 def _settings(source: ReleaseSource, opset: int, quantization: dict | None = None,

@@ -12,6 +12,7 @@ import click
 import numpy as np
 
 from zooforge.artifacts.release.build import DEFAULT_OPSETS, ReleaseOptions, build_release, source_date_epoch
+from zooforge.artifacts.release.manifest import model_path_prefix as parse_prefix
 from zooforge.artifacts.release.source import release_source
 from zooforge.artifacts.release.testdata import InputRecipe
 from zooforge.artifacts.validation.parity import Tolerance
@@ -23,6 +24,8 @@ from zooforge.converters.cli import (
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+PORT_PATTERN = re.compile(r"(?P<group>[A-Za-z0-9_-]+)=(?P<tensor>[^\s=][^\s]*)")
+TITLE_PATTERN = re.compile(r"[^|`\n\r\t]{1,100}")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -47,6 +50,24 @@ def _opsets(value: str) -> tuple[int, ...]:
     if len(set(opsets)) != len(opsets):
         raise click.BadParameter(f"--opsets {value!r} names an opset twice")
     return opsets
+
+
+def _extra_ports(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``GROUP=TENSOR`` values of --extra-port, e.g. features=fc7_1."""
+    ports = []
+    for value in values:
+        match = PORT_PATTERN.fullmatch(value)
+        if match is None:
+            raise click.BadParameter(f"--extra-port {value!r} is not GROUP=TENSOR, such as features=fc7_1")
+        ports.append((match["group"], match["tensor"]))
+    return tuple(ports)
+
+
+def _title(value: str | None) -> str | None:
+    if value is not None and not (TITLE_PATTERN.fullmatch(value) and value.strip() == value):
+        raise click.BadParameter(f"--title {value!r} must be 1-100 characters without '|', '`', tabs, line breaks "
+                                 "or surrounding spaces (it becomes the README's heading and table rows)")
+    return value
 
 
 def _name(value: str) -> str:
@@ -104,6 +125,19 @@ def _name(value: str) -> str:
 @click.option("--sign-key", type=click.Path(path_type=Path), metavar="PEM",
               help="EC private key: sign the finished release with model-signing (writes release.sig; "
                    "needs zooforge[sign]). Check with zoo-verify RELEASE --public-key PUB.")
+@click.option("--title", default=None,
+              help="The model's name in the manifest and README (the zoo's: AlexNet); default: the source's "
+                   "(AlexNet for the built-in, else the net's name). Its lowercase is the model's own tag.")
+@click.option("--extra-port", "extra_ports", multiple=True, metavar="GROUP=TENSOR",
+              help="A feature output for the manifest's extra_ports, e.g. features=fc7_1 (repeatable).")
+@click.option("--model-path-prefix", default="", metavar="FOLDER/",
+              help="Repository folder before the manifest's paths, e.g. "
+                   "validated/vision/classification/alexnet/model/ (zoo-verify and zoo-validate find the "
+                   "files by name in the release folder).")
+@click.option("--description", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
+              help="The source model's readme: its text becomes the README's Description.")
+@click.option("--license", "license_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="FILE", help="The source model's licence text, included under the README's License.")
 @allow_non_finite_option
 @optimize_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
@@ -111,7 +145,8 @@ def _name(value: str) -> str:
 def main(model, weights, builtin, init_net, value_info, name, opsets, input_shapes, compat, names, dynamic_batch,
          out, test_sets,
          seed, input_range, rtol, atol, quantize, calibration, calibration_samples, eval_dataset, preprocess,
-         eval_limit, measure_speed, sign_key, allow_non_finite, optimize, quiet) -> None:  # noqa: ANN001
+         eval_limit, measure_speed, sign_key, title, extra_ports, model_path_prefix: str, description,
+         license_file, allow_non_finite, optimize, quiet) -> None:  # noqa: ANN001
     """Build a complete model release: every opset variant with test data, tarballs, README table,
     manifest, checksums and a parity report. Every variant must match the source model (the Caffe2
     executor for Caffe and NetDef sources, the source model for ONNX) or nothing is written.
@@ -144,6 +179,11 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
         measure_speed=measure_speed,
         sign_key=sign_key,
         optimize=optimize,
+        title=_title(title),
+        extra_ports=_extra_ports(extra_ports),
+        model_path_prefix=parse_prefix(model_path_prefix),
+        description=description,
+        license=license_file,
     )
     unknown = set(release.quantize) - {"int8", "qdq"}
     if unknown:

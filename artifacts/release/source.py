@@ -28,7 +28,7 @@ from zooforge.versioning.runtime import run_model
 
 @dataclass
 class ReleaseSource:
-    title: str                      # e.g. "BVLC AlexNet"
+    title: str                      # the zoo's model name, e.g. "AlexNet" (manifest "model", README title)
     lineage: list[str]              # e.g. ["Caffe BVLC AlexNet", "Caffe2 AlexNet", "ONNX AlexNet"]
     files: dict[str, Path]          # role -> source file (prototxt, weights, predict_net, ...)
     synthetic: bool = False
@@ -36,6 +36,7 @@ class ReleaseSource:
     onnx_model: onnx.ModelProto | None = None
     options: api.ConvertOptions = field(default_factory=api.ConvertOptions)
     input_range: tuple[float, float] = (-1.0, 1.0)  # default range of the uniform test inputs
+    about: str | None = None        # what zooforge says of a built-in model (the README's Description)
 
     @property
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -79,10 +80,11 @@ def builtin_source(name: str, options: api.ConvertOptions) -> ReleaseSource:
 
     model = builtin_model(name)
     net = load_builtin(name, options.input_shapes)
-    title = f"BVLC {net.name}" if name == "alexnet" else net.name
-    return ReleaseSource(
-        title=title, lineage=[f"Caffe {title}", f"Caffe2 {net.name}", f"ONNX {net.name}"],
+    caffe_title = f"BVLC {net.name}" if name == "alexnet" else net.name
+    return ReleaseSource(  # titled as the zoo titles it (AlexNet), its lineage as the zoo's README gives it
+        title=net.name, lineage=[f"Caffe {caffe_title}", f"Caffe2 {net.name}", f"ONNX {net.name}"],
         files={"prototxt": model.prototxt}, synthetic=True, caffe2=translate(net), options=options,
+        about=f"zooforge's built-in {name}: {model.description}",
         input_range=(-128.0, 128.0) if name == "alexnet" else (-1.0, 1.0),  # Caffe-range pixels
     )
 

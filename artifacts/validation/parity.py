@@ -54,6 +54,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
+from zooforge.artifacts.validation.listing import listed_file
 from zooforge.converters.errors import InputFileError, ZooforgeError
 from zooforge.converters.fileio import sha256_file
 from zooforge.versioning.runtime import ONNXRUNTIME, ONNXRUNTIME_LIFTED, RUNTIMES, Session, available_runtimes, model_opset
@@ -708,8 +709,8 @@ def _check_manifest(folder: Path, label: str, collector: _Collector) -> None:
             rel = entry.get(path_key) if path_key == "model_path" else meta.get(path_key)
             if not rel:
                 continue
-            target = folder / rel
-            if not target.is_file():
+            target = listed_file(folder, rel)  # a --model-path-prefix is the zoo's folder, not the release's
+            if target is None or not target.is_file():
                 collector.model_failures.append(f"{label}/manifest.json: lists {rel}, which does not exist")
             elif meta.get(sha_key) and sha256_file(target) != meta[sha_key]:
                 collector.model_failures.append(f"{label}/manifest.json: sha256 of {rel} differs from the manifest")

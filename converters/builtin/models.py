@@ -35,6 +35,7 @@ class BuiltinModel:
     seed: int
     description: str
     scale: WeightScale = WeightScale()
+    input_shape: tuple[int, ...] | None = None  # the interface it is published with; None: the prototxt's
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -42,8 +43,10 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         name="alexnet",
         prototxt=Path(__file__).with_name("alexnet.prototxt"),
         seed=2012,
-        description="BVLC AlexNet architecture (227x227 BGR input) with seeded synthetic weights",
+        description="BVLC AlexNet architecture with seeded synthetic weights; input 1x3x224x224 BGR, as the "
+                    "ONNX model zoo's AlexNet takes it (BVLC's deploy.prototxt declares 227x227)",
         scale=WeightScale(input_std=IMAGENET_CAFFE_STD, logit_std=4.0),
+        input_shape=(1, 3, 224, 224),
     ),
 }
 
@@ -61,6 +64,8 @@ def builtin_model(name: str) -> BuiltinModel:
 def load_builtin(name: str, input_shapes: InputShapes = None) -> CaffeNet:
     """Load a built-in model as a ``CaffeNet`` with ``synthetic_weights`` set.
 
+    Without ``input_shapes`` the net takes the model's published ``input_shape`` (AlexNet:
+    1x3x224x224, the ONNX zoo's interface; Caffe's ceil pooling gives 54 -> 27 -> 13 -> 6 there).
     The weights are made for the net's declared input shape, so they are the same whatever
     ``input_shapes`` asks for (as trained weights would be).
     """
@@ -68,6 +73,8 @@ def load_builtin(name: str, input_shapes: InputShapes = None) -> CaffeNet:
     source = str(model.prototxt)
     net_param = upgrade_net(parse_prototxt(model.prototxt), source)
     table = synthetic_weights(skeleton_net(net_param, source=source), model.seed, model.scale)
+    if input_shapes is None:
+        input_shapes = model.input_shape
     net = build_net(
         net_param, table, input_shapes, source=source,
         weights_source=f"synthetic weights (seed {model.seed})",
