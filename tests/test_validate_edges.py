@@ -135,7 +135,6 @@ NON_FINITE_DICT = {
     "expected_dtype": "float32", "got_dtype": "float32", "expected_shape": [2], "got_shape": [2],
     "rtol": 0.001, "atol": 1e-7, "max_abs": "inf", "max_rel": "nan", "mean_abs": "-inf",
     "worst_index": [1], "worst_expected": "-inf", "worst_got": "nan", "needed_rtol": "inf", "needed_atol": 0.5,
-    "rule": "strict", "needed_steps": None,  # an fp32 output: the strict rule, no quantization steps
 }
 
 

@@ -161,10 +161,12 @@ class OutputReport:
     needed_steps: float | None = None  # quantized outputs with a known scale: the steps the data need
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as strict JSON; ``rule`` and ``needed_steps`` only for quantized outputs."""
+        quantized = {} if self.rule == "strict" else {"rule": self.rule,
+                                                      "needed_steps": _json_float(self.needed_steps)}
         return {
             "name": self.name,
-            "rule": self.rule,
-            "needed_steps": _json_float(self.needed_steps),
+            **quantized,
             "passed": self.passed,
             "reason": self.reason,
             "compared": self.compared,
@@ -327,7 +329,7 @@ class ValidationReport:
             "path": self.path,
             "passed": self.passed,
             "tolerance": self.tolerance.to_dict(),
-            "quantized_rule": None if self.quantized is None else self.quantized.to_dict(),
+            **({} if self.quantized is None else {"quantized_rule": self.quantized.to_dict()}),
             "warnings": list(self.warnings),
             "model_failures": list(self.model_failures),
             "sets": [s.to_dict() for s in self.sets],
