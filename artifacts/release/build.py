@@ -20,6 +20,7 @@ from pathlib import Path
 
 import onnx
 
+from zooforge.artifacts.quantization.cpu import cpu_record
 from zooforge.artifacts.quantization.datasets import load_dataset
 from zooforge.artifacts.quantization.evaluate import evaluate
 from zooforge.artifacts.quantization.preprocess import get_preset
@@ -221,6 +222,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
     sources = tuple(SourceFile(path.name, role, sha256_file(path)) for role, path in source.files.items())
     parents = _fp32_parents(source, root, sources)
     lineages: dict[str, Lineage] = {}
+    machine: dict[str, dict] = {}  # quantized artifacts -> the CPU that computed their outputs
     for opset in options.opsets:
         stem = f"{options.name}-{opset}"
         say(f"{stem}: converting and checking parity")
@@ -255,6 +257,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
             quant_base = work / f"{options.name}-{QUANTIZATION_OPSET}.onnx"
             source.variant(QUANTIZATION_OPSET).save(quant_base)
         plan = quantization_plan(options, quant_base)
+        cpu = cpu_record()  # machine-dependent: only in quantized entries, whose outputs are this CPU's
         for fmt in options.quantize:
             stem = f"{options.name}-{QUANTIZATION_OPSET}-{fmt}"
             say(f"{stem}: quantizing")
@@ -268,6 +271,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
                 source.synthetic,
             )
             lineages[f"{stem}.onnx"] = lineages[f"{stem}.tar.gz"] = lineage
+            machine[f"{stem}.onnx"] = machine[f"{stem}.tar.gz"] = cpu
 
             def write_quantized(path: Path, settings=settings, reader=reader, lineage=lineage) -> None:
                 quantize_model(quant_base, path, settings, reader)
@@ -279,7 +283,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
             agreement = top1_agreement(quant_base, packed.model_path, [*feeds, *plan.calibration_feeds(settings)],
                                        len(feeds))
             summary.parity.append({"variant": stem, "format": fmt, "calibration": described,
-                                   "top1_agreement": agreement, "report": packed.record})
+                                   "top1_agreement": agreement, "report": packed.record, "cpu": cpu})
             parity_lines.append(
                 f"`{stem}`: test sets hold its own outputs; top-1 agrees with fp32 on "
                 f"{agreement['test']['agree']}/{agreement['test']['total']} test inputs and "
@@ -312,7 +316,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
     )
     atomic_write_bytes(root / "README.md", render_readme(facts).encode())
     say("writing provenance")
-    _write_provenance(root, options, source, sources, parents, lineages)
+    _write_provenance(root, options, source, sources, parents, lineages, machine)
     write_sha256sums(root, root / "SHA256SUMS")
     summary.files += [root / name for name in ("parity.json", "manifest.json", "README.md", STATEMENTS_FILE,
                                                "SHA256SUMS")]
@@ -359,8 +363,9 @@ def _fp32_parents(source: ReleaseSource, root: Path, sources: tuple[SourceFile, 
 
 
 def _write_provenance(root: Path, options: ReleaseOptions, source: ReleaseSource, sources, parents,
-                      lineages: dict[str, Lineage]) -> None:  # noqa: ANN001
-    """One in-toto statement with a SLSA provenance predicate per artifact (docs/provenance-format.md)."""
+                      lineages: dict[str, Lineage], machine: dict[str, dict]) -> None:  # noqa: ANN001
+    """One in-toto statement with a SLSA provenance predicate per artifact (docs/provenance-format.md);
+    ``machine`` adds ``internalParameters.cpu`` to the quantized artifacts' statements."""
     internal = {
         "test_sets": options.test_sets,
         "input_recipe": {"seed": options.recipe.seed, "low": options.recipe.low, "high": options.recipe.high},
@@ -374,7 +379,8 @@ def _write_provenance(root: Path, options: ReleaseOptions, source: ReleaseSource
         for path in sorted(caffe2.iterdir()):
             subjects[path.relative_to(root).as_posix()] = translated
     statements = [
-        statement(name, sha256_file(root / name), lineage, release_name=options.name, internal=internal,
+        statement(name, sha256_file(root / name), lineage, release_name=options.name,
+                  internal={**internal, "cpu": machine[name]} if name in machine else internal,
                   byproducts=byproducts, epoch=options.source_date_epoch)
         for name, lineage in sorted(subjects.items())
     ]
@@ -460,6 +466,10 @@ def _notes(source: ReleaseSource, options: ReleaseOptions) -> list[str]:
     if source.options.dynamic_batch:
         notes.append("Built with --dynamic-batch: the batch dimension is symbolic (`N`) in every variant; "
                      "the test sets hold batch 1.")
+    if options.quantize:
+        notes.append("Quantized variants' test sets hold the outputs of the CPU that built the release (its "
+                     "int8 features are in `parity.json`, `cpu`); `zoo-validate` checks them within a few output "
+                     "quantization steps and the same top-1 class, not by the fp32 tolerances.")
     if source.options.compat == "zoo":
         notes.append("Built with --compat zoo: the published zoo graph's pooling, which departs from Caffe "
                      "at some input sizes; test outputs come from that same graph's NetDef.")

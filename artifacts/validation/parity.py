@@ -55,6 +55,9 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from zooforge.artifacts.validation.listing import listed_file
+from zooforge.artifacts.validation.quantized import (
+    OutputStep, QuantizedRule, bounds, output_steps, quantized_format, steps_needed, top1_problem,
+)
 from zooforge.converters.errors import InputFileError, ZooforgeError
 from zooforge.converters.fileio import sha256_file
 from zooforge.versioning.runtime import ONNXRUNTIME, ONNXRUNTIME_LIFTED, RUNTIMES, Session, available_runtimes, model_opset
@@ -65,7 +68,9 @@ __all__ = [
     "SetReport",
     "Tolerance",
     "ValidationReport",
+    "QuantizedRule",
     "compare_output",
+    "compare_quantized",
     "validate_path",
 ]
 
@@ -155,10 +160,16 @@ class OutputReport:
     worst_got: float | None = None
     needed_rtol: float = 0.0
     needed_atol: float = 0.0
+    rule: str = "strict"              # "strict" (rtol/atol) or the quantized rule's bound for this output
+    needed_steps: float | None = None  # quantized outputs with a known scale: the steps the data need
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as strict JSON; ``rule`` and ``needed_steps`` only for quantized outputs."""
+        quantized = {} if self.rule == "strict" else {"rule": self.rule,
+                                                      "needed_steps": _json_float(self.needed_steps)}
         return {
             "name": self.name,
+            **quantized,
             "passed": self.passed,
             "reason": self.reason,
             "compared": self.compared,
@@ -202,11 +213,14 @@ class OutputReport:
             worst_got=_from_json_float(data.get("worst_got")),
             needed_rtol=_from_json_float(data.get("needed_rtol", 0.0)),
             needed_atol=_from_json_float(data.get("needed_atol", 0.0)),
+            rule=data.get("rule", "strict"),
+            needed_steps=_from_json_float(data.get("needed_steps")),
         )
 
     def rethreshold(self, rtol: float, atol: float) -> OutputReport:
-        """This report judged at ``rtol``/``atol`` from the stored figures (see the module doc)."""
-        if not self.compared:
+        """This report judged at ``rtol``/``atol`` from the stored figures (see the module doc).
+        Outputs of quantized variants keep their verdict: their rule is not rtol/atol."""
+        if not self.compared or self.rule != "strict":
             return self  # a name, dtype or shape mismatch fails at any tolerance
         passed = _decide(self, rtol, atol)
         return replace(self, rtol=rtol, atol=atol, passed=passed,
@@ -295,6 +309,7 @@ class ValidationReport:
     sets: tuple[SetReport, ...] = ()
     warnings: tuple[str, ...] = ()
     model_failures: tuple[str, ...] = ()
+    quantized: QuantizedRule | None = None  # the rule for quantized variants; None: strict for all
 
     @property
     def passed(self) -> bool:
@@ -317,6 +332,7 @@ class ValidationReport:
             "path": self.path,
             "passed": self.passed,
             "tolerance": self.tolerance.to_dict(),
+            **({} if self.quantized is None else {"quantized_rule": self.quantized.to_dict()}),
             "warnings": list(self.warnings),
             "model_failures": list(self.model_failures),
             "sets": [s.to_dict() for s in self.sets],
@@ -330,9 +346,11 @@ class ValidationReport:
         if data.get("format") != REPORT_FORMAT:
             raise InputFileError(f"not a zooforge validation report (format {data.get('format')!r}, "
                                  f"expected {REPORT_FORMAT!r})")
+        rule = data.get("quantized_rule")
+        quantized = None if rule is None else QuantizedRule(float(rule["steps"]), float(rule["fallback"]))
         return cls(data["path"], Tolerance.from_dict(data["tolerance"]),
                    tuple(SetReport.from_dict(s) for s in data.get("sets", ())),
-                   tuple(data.get("warnings", ())), tuple(data.get("model_failures", ())))
+                   tuple(data.get("warnings", ())), tuple(data.get("model_failures", ())), quantized)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ValidationReport:
@@ -431,6 +449,25 @@ def compare_output(name: str, expected: np.ndarray, got: np.ndarray, tolerance: 
         return replace(report, reason=f"non-finite values: {bad_exp} expected and {bad_got} produced elements are "
                                       f"NaN or infinite (first at {list(report.worst_index)}); NaN never matches")
     return replace(report, reason=_value_reason(report, rtol, atol, int(bad.sum()), int(bad.size)))
+
+
+def compare_quantized(name: str, expected: np.ndarray, got: np.ndarray, step: OutputStep,
+                      rule: QuantizedRule) -> OutputReport:
+    """Compare one output of a quantized variant with the cross-CPU rule
+    (:mod:`zooforge.artifacts.validation.quantized`): a bound in output quantization steps, and
+    the same top-1 class for classifier outputs."""
+    if expected.dtype.kind not in "fiu":
+        return compare_output(name, expected, got, Tolerance(0.0, 0.0))
+    rtol, atol, described = bounds(step, rule, expected)
+    report = compare_output(name, expected, got, Tolerance(rtol, atol))
+    needed = steps_needed(step, expected, got) if report.compared else None
+    report = replace(report, rule=f"quantized ({described}; top-1)", needed_steps=needed)
+    if report.passed and (problem := top1_problem(expected, got)):
+        return replace(report, passed=False, reason=problem)
+    if not report.passed and report.compared and report.reason.startswith("values differ"):
+        drift = "" if needed is None else f" ({needed:.3g} steps)"
+        return replace(report, reason=f"beyond the quantized rule, {described}{drift}: {report.reason}")
+    return report
 
 
 # --------------------------------------------------------------------------- test data
@@ -581,6 +618,7 @@ def _load_model(path: Path) -> onnx.ModelProto:
 class _Collector:
     tolerance: Tolerance
     runtimes: Sequence[str] | None
+    quantized: QuantizedRule | None = None
     sets: list[SetReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     model_failures: list[str] = field(default_factory=list)
@@ -603,6 +641,7 @@ class _Collector:
             runtimes = [r for r in runtimes if r in self.runtimes]
         test_sets = [_read_set(set_folder, model, label) for set_folder in set_folders]
         self.warnings.extend(t.warning for t in test_sets if t.warning)
+        steps = output_steps(model) if self.quantized is not None and quantized_format(model) else None
         for runtime in runtimes:
             # One session per runtime for all sets; onnxruntime reads the file itself.
             session, error = self._open(runtime, model_path if runtime == ONNXRUNTIME else model)
@@ -611,7 +650,7 @@ class _Collector:
                 self.warnings.append(f"{label}: not run on {runtime}: {error}")
                 continue
             for test_set in test_sets:
-                self.sets.append(self._run(session, error, opset, test_set, runtime, label))
+                self.sets.append(self._run(session, error, opset, test_set, runtime, label, steps))
             # The reference evaluator's objects form cycles; collect them now, not after the next
             # model has been loaded beside them.
             del session
@@ -628,8 +667,14 @@ class _Collector:
             first_line = (str(exc).strip().splitlines() or [""])[0]
             return None, f"{runtime} could not load the model: {type(exc).__name__}: {first_line}"
 
+    def _compare(self, name: str, expected: np.ndarray, got: np.ndarray,
+                 steps: Mapping[str, OutputStep] | None) -> OutputReport:
+        if steps is not None and self.quantized is not None:
+            return compare_quantized(name, expected, got, steps.get(name, OutputStep("unknown")), self.quantized)
+        return compare_output(name, expected, got, self.tolerance.for_output(name))
+
     def _run(self, session: Session | None, load_error: str | None, opset: int, test_set: _TestSet,
-             runtime: str, label: str) -> SetReport:
+             runtime: str, label: str, steps: Mapping[str, OutputStep] | None = None) -> SetReport:
         report = SetReport(label, test_set.name, runtime, opset)
         if test_set.problem:
             return replace(report, error=test_set.problem)
@@ -641,7 +686,7 @@ class _Collector:
         except Exception as exc:  # noqa: BLE001
             first_line = (str(exc).strip().splitlines() or [""])[0]
             return replace(report, error=f"{runtime} could not run the model: {type(exc).__name__}: {first_line}")
-        outputs = [compare_output(name, expected, np.asarray(got[name]), self.tolerance.for_output(name))
+        outputs = [self._compare(name, expected, np.asarray(got[name]), steps)
                    if name in got else
                    OutputReport(name, str(expected.dtype), None, tuple(expected.shape), None, passed=False,
                                 reason="the model produced no output of this name")
@@ -740,8 +785,13 @@ def _release_folder(folder: Path, label: str, collector: _Collector) -> None:
 
 
 def validate_path(path: str | Path, tolerance: Tolerance | None = None,
-                  runtimes: Sequence[str] | None = None) -> ValidationReport:
+                  runtimes: Sequence[str] | None = None,
+                  quantized: QuantizedRule | None = QuantizedRule()) -> ValidationReport:
     """Validate a model folder, a tarball or a release folder (see the module doc).
+
+    Quantized variants (int8 QOperator and QDQ) are judged by ``quantized``, a rule that holds
+    across CPUs (:mod:`zooforge.artifacts.validation.quantized`), fp32 ones by ``tolerance``;
+    ``quantized=None`` judges every model by ``tolerance``.
 
     ``runtimes`` restricts the runtimes ("onnxruntime", "reference"); by default every runtime
     that can run a model's opset runs it (onnxruntime and the reference evaluator from opset 7,
@@ -755,7 +805,7 @@ def validate_path(path: str | Path, tolerance: Tolerance | None = None,
             raise InputFileError(f"unknown runtime(s) {', '.join(unknown)}: choose from {', '.join(RUNTIMES)}")
     path = Path(path)
     label = str(path)
-    collector = _Collector(tolerance, None if runtimes is None else tuple(runtimes))
+    collector = _Collector(tolerance, None if runtimes is None else tuple(runtimes), quantized)
     if not path.exists():
         raise InputFileError(f"{path} does not exist")
     if path.is_dir():
@@ -777,5 +827,5 @@ def validate_path(path: str | Path, tolerance: Tolerance | None = None,
         detail = f" ({'; '.join(collector.warnings)})" if collector.warnings else ""
         raise InputFileError(f"nothing in {path} could be validated{detail}")
     return ValidationReport(label, tolerance, tuple(collector.sets), tuple(collector.warnings),
-                            tuple(collector.model_failures))
+                            tuple(collector.model_failures), quantized)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from zooforge.artifacts.validation.parity import SetReport, Tolerance, ValidationReport, validate_path
+from zooforge.artifacts.validation.quantized import DEFAULT_FALLBACK, DEFAULT_STEPS, QuantizedRule
 from zooforge.converters.cli import FiniteFloat, run_reporting_errors, zoo_command
 from zooforge.converters.errors import InputFileError
 from zooforge.converters.fileio import atomic_write_bytes
@@ -40,7 +41,9 @@ def _print_report(report: ValidationReport, quiet: bool) -> None:
             click.echo(f"  {failure}")
     elif not quiet:
         tol = report.tolerance
-        click.echo(f"passed: {len(report.sets)} model/test set/runtime run(s) at rtol={tol.rtol:g}, atol={tol.atol:g}")
+        rule = "" if report.quantized is None else f"; {report.quantized.describe()}"
+        click.echo(f"passed: {len(report.sets)} model/test set/runtime run(s) at rtol={tol.rtol:g}, atol={tol.atol:g}"
+                   f"{rule}")
 
 
 @zoo_command(
@@ -58,6 +61,17 @@ def _print_report(report: ValidationReport, quiet: bool) -> None:
               help="Relative tolerance: an element passes when |got - expected| <= atol + rtol * |expected|.")
 @click.option("--atol", type=FiniteFloat(), default=1e-7, show_default=True,
               help="Absolute tolerance (see --rtol). NaN and infinities never match, expected or produced.")
+@click.option("--quantized-steps", type=FiniteFloat(), default=DEFAULT_STEPS, show_default=True,
+              help="Quantized variants (int8 QOperator and QDQ, known by their lineage or operators) pass "
+                   "when each output is within this many output quantization steps of the test data "
+                   "(|got - expected| <= (steps + 1/64) x scale for a dequantized output; for a Softmax of "
+                   "dequantized logits each probability within a factor exp(2 x steps x scale)) and every "
+                   "classifier output keeps its top-1 class: a rule that holds across CPUs, whose int8 "
+                   "kernels differ. fp32 variants keep --rtol/--atol.")
+@click.option("--quantized-fallback", type=FiniteFloat(), default=DEFAULT_FALLBACK, show_default=True,
+              help="For a quantized output whose scale cannot be found: |got - expected| <= this x max|expected|.")
+@click.option("--strict-quantized", is_flag=True,
+              help="Judge quantized variants by --rtol/--atol too (a check on the CPU that made the data).")
 @click.option("--runtime", "runtimes", multiple=True, type=click.Choice(RUNTIMES),
               help="Run only this runtime (repeatable). Default: every runtime the model's opset allows: "
                    "onnxruntime and the reference evaluator from opset 7; below it the reference evaluator "
@@ -68,8 +82,8 @@ def _print_report(report: ValidationReport, quiet: bool) -> None:
                    "index, and the figures needed to re-threshold it later) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only failures.")
 @run_reporting_errors
-def main(path: Path, rtol: float, atol: float, runtimes: tuple[str, ...], json_path: Path | None,
-         quiet: bool) -> None:
+def main(path: Path, rtol: float, atol: float, quantized_steps: float, quantized_fallback: float,
+         strict_quantized: bool, runtimes: tuple[str, ...], json_path: Path | None, quiet: bool) -> None:
     """Run released ONNX models on their test data and compare every output.
 
     PATH is a model folder (model.onnx, or any single NAME.onnx, beside test_data_set_N/ folders
@@ -79,9 +93,11 @@ def main(path: Path, rtol: float, atol: float, runtimes: tuple[str, ...], json_p
     NAME.tar.gz, and a manifest.json's sha256
     sums must match. Output names, dtypes and shapes must match exactly; values within the
     tolerances. Test sets whose tensors have no names (pre-2019 data) are mapped to the graph
-    by position, with a warning.
+    by position, with a warning. Quantized variants are judged by the cross-CPU rule of
+    --quantized-steps, fp32 ones by --rtol/--atol.
     """
-    report = validate_path(path, Tolerance(rtol, atol), runtimes or None)
+    rule = None if strict_quantized else QuantizedRule(quantized_steps, quantized_fallback)
+    report = validate_path(path, Tolerance(rtol, atol), runtimes or None, rule)
     if json_path is not None:
         try:
             atomic_write_bytes(json_path, report.to_json().encode())
