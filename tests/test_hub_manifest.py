@@ -9,7 +9,6 @@ The expected key order and field forms come from the hub's own manifest: a copy 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
