@@ -94,7 +94,7 @@ GROUPS: tuple[Group, ...] = (
         ("artifacts/release/manifest.py", "artifacts/provenance/statements.py", "artifacts/provenance/verify.py",
          "artifacts/provenance/lineage.py", "converters/lineage.py"),
         ("tests/test_verify.py", "tests/test_provenance.py", "tests/test_verify_edges.py",
-         "tests/test_provenance_edges.py"),
+         "tests/test_provenance_edges.py", "tests/test_lineage_tree.py"),
         "hub manifest, SHA256SUMS, lineage and in-toto provenance, zoo-verify",
     ),
     Group(
