@@ -163,7 +163,7 @@ WORK = {
     "zoo-verify": ("zooforge.artifacts.provenance.verify_cli", None, "verify_release"),
     "zoo-quantize": ("zooforge.artifacts.quantization.quantize_cli", None, "quantize_model"),
     "zoo-eval": ("zooforge.artifacts.quantization.eval_cli", None, "evaluate"),
-    "zoo-lineage": ("zooforge.artifacts.provenance.lineage_cli", None, "Walker"),
+    "zoo-lineage": ("zooforge.artifacts.provenance.lineage_cli", None, "trace"),
 }
 
 SIGNAL_RUNNER = r"""
