@@ -79,9 +79,11 @@ class Group:
 GROUPS: tuple[Group, ...] = (
     Group(
         "validate",
-        ("artifacts/validation/parity.py",),
-        ("tests/test_validate.py", "tests/test_validate_edges.py", "tests/test_validate_layouts.py"),
-        "the parity verdict: tolerances, NaN/Inf, test-set reading, model-folder layouts",
+        ("artifacts/validation/*.py",),
+        ("tests/test_validate.py", "tests/test_validate_edges.py", "tests/test_validate_layouts.py",
+         "tests/test_int8_cross_cpu.py", "tests/test_hub_manifest.py"),
+        "the parity verdict: tolerances, NaN/Inf, the cross-CPU rule of quantized variants, test-set "
+        "reading, model-folder layouts, manifest paths",
     ),
     Group(
         "tarball",
