@@ -119,7 +119,8 @@ GROUPS: tuple[Group, ...] = (
         ("tests/test_layers.py", "tests/test_handler_coverage.py", "tests/test_roundtrip.py",
          "tests/test_frontend_graph.py", "tests/test_handler_sweep.py", "tests/test_handler_mutants_nn.py",
          "tests/test_handler_mutants_elementwise.py", "tests/test_handler_mutants_2.py",
-         "tests/test_handler_mutants_tensor.py", "tests/test_optimize.py", "tests/test_optimize_mutants.py"),
+         "tests/test_handler_mutants_tensor.py", "tests/test_handler_mutants_3.py", "tests/test_optimize.py",
+         "tests/test_optimize_mutants.py"),
         "NetDef -> ONNX handlers and naming, against onnxruntime, the reference evaluator and OpenCV",
     ),
     Group(
