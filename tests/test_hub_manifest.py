@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from zooforge.artifacts.provenance import verify_cli
-from zooforge.artifacts.release import package_cli
 from zooforge.artifacts.release.manifest import model_path_prefix, write_manifest
 from zooforge.artifacts.validation import validate_cli
 from zooforge.artifacts.validation.listing import listed_file
 from zooforge.converters.errors import InputFileError
+from lenet_cli import package_lenet as package
 from shared_paths import SHARED
 
 # onnx/models ONNX_HUB_MANIFEST.json: every entry's keys, and its metadata's keys where extra_ports is set
@@ -36,7 +36,6 @@ HUB_ALEXNET_12 = {
     "extra_ports": {"features": [{"name": "fc7_1", "shape": [1, 4096]}]},
 }
 ZOO_PREFIX = "validated/vision/classification/alexnet/model/"
-LENET = SHARED / "caffe" / "trained" / "lenet_mnist_v2"
 
 
 def hub_key_order() -> tuple[list[str], list[str]]:
@@ -46,12 +45,6 @@ def hub_key_order() -> tuple[list[str], list[str]]:
         with_ports = next(e for e in entries if "extra_ports" in e["metadata"])
         return list(with_ports), list(with_ports["metadata"])
     return HUB_KEYS, HUB_METADATA_KEYS
-
-
-def package(out: Path, *extra: str):  # noqa: ANN201
-    return CliRunner().invoke(package_cli.main, [
-        str(LENET / "lenet.prototxt"), str(LENET / "lenet_iter_10000.caffemodel"), "--name", "lenet",
-        "--input-range", "0,1", "--out", str(out), "-q", *extra])
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from zooforge.artifacts.release import package_cli
+from lenet_cli import LENET
+from lenet_cli import package_lenet as package
 from shared_paths import SHARED
 
 ZOO_HEADINGS = [
@@ -26,7 +26,6 @@ ZOO_HEADINGS = [
 # the zoo's sections a zooforge release fills (issue 12, item 7); the others are about INC and people
 FILLED = {"Description", "Dataset", "Source", "Model input and output", "Input", "Output", "Pre-processing steps",
           "Post-processing steps", "Sample test data", "Results/accuracy on test set", "Quantization", "License"}
-LENET = SHARED / "caffe" / "trained" / "lenet_mnist_v2"
 TABLE_HEADER = ("|Model |Download |Download (with sample test data)| ONNX version |Opset version|"
                 "Top-1 accuracy (%)|Top-5 accuracy (%)|")
 DESCRIPTION = "LeNet, trained on MNIST by `caffe train`.\n\n## License\nnot a heading of the release README\n"
@@ -59,12 +58,6 @@ def section(text: str, heading: str) -> str:
     """The body of the section ``heading`` up to the next heading of any level."""
     body = text.split(f"\n{heading}\n", 1)[1]
     return re.split(r"\n#{1,6} ", body, maxsplit=1)[0]
-
-
-def package(out: Path, *extra: str):  # noqa: ANN201
-    return CliRunner().invoke(package_cli.main, [
-        str(LENET / "lenet.prototxt"), str(LENET / "lenet_iter_10000.caffemodel"), "--name", "lenet",
-        "--input-range", "0,1", "--out", str(out), "-q", *extra])
 
 
 @pytest.fixture(scope="module")
