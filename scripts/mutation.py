@@ -81,7 +81,8 @@ GROUPS: tuple[Group, ...] = (
         "validate",
         ("artifacts/validation/*.py",),
         ("tests/test_validate.py", "tests/test_validate_edges.py", "tests/test_validate_layouts.py",
-         "tests/test_int8_cross_cpu.py", "tests/test_hub_manifest.py", "tests/test_validate_mutants_3.py"),
+         "tests/test_int8_cross_cpu.py", "tests/test_hub_manifest.py", "tests/test_validate_mutants_3.py",
+         "tests/test_quantized_rule_mutants.py"),
         "the parity verdict: tolerances, NaN/Inf, the cross-CPU rule of quantized variants, test-set "
         "reading, model-folder layouts, manifest paths",
     ),
