@@ -61,7 +61,9 @@ def _recorded() -> Iterator[list[int] | None]:
         yield None
         return
     arrived: list[int] = []
-    previous = {signum: signal.signal(signum, lambda number, frame: arrived.append(number)) for signum in TERMINATING}
+    # a signal the process ignores (SIGINT in a background job, say) stays ignored: nothing to hold
+    watched = [signum for signum in TERMINATING if signal.getsignal(signum) is not signal.SIG_IGN]
+    previous = {signum: signal.signal(signum, lambda number, frame: arrived.append(number)) for signum in watched}
     try:
         yield arrived
     finally:

@@ -22,9 +22,11 @@ from zooforge.converters.interrupts import Interrupted, held_termination, raise_
 
 @pytest.fixture
 def terminating(monkeypatch):
-    """SIGTERM raises Interrupted, as in every zoo-* command; restored afterwards."""
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    for signum in previous:
+    """SIGINT raises KeyboardInterrupt and SIGTERM and SIGHUP Interrupted, as in every zoo-* command run
+    from a terminal (a background job may have SIGINT ignored: set here); restored afterwards."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     raise_on_termination()
     yield
@@ -51,6 +53,14 @@ def test_held_signals_arrive_when_the_block_ends(terminating):
             os.kill(os.getpid(), signal.SIGTERM)
             reached_end_of_block = True
     assert reached_end_of_block and caught.value.signum == signal.SIGTERM
+
+
+def test_an_ignored_signal_stays_ignored(terminating):
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with held_termination():
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGHUP)
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
 
 
 def test_nothing_held_nothing_raised(terminating):
