@@ -171,3 +171,17 @@ def run_onnx_file(path, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     session = ort_session(path)
     names = {i.name for i in session.get_inputs()}
     return session.run(None, {k: v for k, v in feeds.items() if k in names})
+
+
+@pytest.fixture(scope="module")
+def opencv_alexnet(tmp_path_factory: pytest.TempPathFactory):
+    """OpenCV's Caffe importer on the built-in AlexNet (its prototxt, its seeded weights as a .caffemodel)."""
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless<5) is not installed")
+    if not hasattr(cv2.dnn, "readNetFromCaffe"):
+        pytest.skip(f"OpenCV {cv2.__version__} has no Caffe importer (removed in 5.0)")
+    from zooforge.converters.builtin import BUILTIN_MODELS, load_builtin
+    from zooforge.converters.caffe.weights import write_caffemodel
+
+    caffemodel = tmp_path_factory.mktemp("alexnet") / "alexnet.caffemodel"
+    write_caffemodel(load_builtin("alexnet"), caffemodel)
+    return cv2.dnn.readNetFromCaffe(str(BUILTIN_MODELS["alexnet"].prototxt), str(caffemodel))

@@ -139,16 +139,6 @@ def test_softmax_is_informative_on_caffe_range_inputs() -> None:
     assert len(set(prob.argmax(axis=1))) >= 6  # different inputs, different classes
 
 
-@pytest.fixture(scope="module")
-def opencv_alexnet(tmp_path_factory: pytest.TempPathFactory):
-    cv2 = pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless<5) is not installed")
-    if not hasattr(cv2.dnn, "readNetFromCaffe"):
-        pytest.skip(f"OpenCV {cv2.__version__} has no Caffe importer (removed in 5.0)")
-    caffemodel = tmp_path_factory.mktemp("alexnet") / "alexnet.caffemodel"
-    write_caffemodel(load_builtin("alexnet"), caffemodel)
-    return cv2.dnn.readNetFromCaffe(str(ALEXNET.prototxt), str(caffemodel))
-
-
 @pytest.mark.parametrize("size", [227, 224])
 def test_agrees_with_opencv(opencv_alexnet, size: int) -> None:
     shape = (2, 3, size, size)

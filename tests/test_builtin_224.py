@@ -20,7 +20,6 @@ from zooforge.artifacts.quantization.preprocess import PreprocessError, get_pres
 from zooforge.artifacts.release.source import builtin_source
 from zooforge.converters.api import ConvertOptions, convert_builtin
 from zooforge.converters.builtin import BUILTIN_MODELS, load_builtin
-from zooforge.converters.caffe.weights import write_caffemodel
 from zooforge.converters.caffe2.executor import run_net
 from zooforge.converters.caffe2.translate import translate
 
@@ -45,16 +44,6 @@ def test_release_source_defaults_to_224_and_input_shape_still_gives_227() -> Non
     wide = builtin_source("alexnet", ConvertOptions(names="zoo", input_shapes=(1, 3, 227, 227)))
     assert wide.input_shapes == {"data": (1, 3, 227, 227)}
     assert BUILTIN_MODELS["alexnet"].input_shape == (1, 3, 224, 224)
-
-
-@pytest.fixture(scope="module")
-def opencv_alexnet(tmp_path_factory: pytest.TempPathFactory):
-    cv2 = pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless<5) is not installed")
-    if not hasattr(cv2.dnn, "readNetFromCaffe"):
-        pytest.skip(f"OpenCV {cv2.__version__} has no Caffe importer (removed in 5.0)")
-    caffemodel = tmp_path_factory.mktemp("alexnet224") / "alexnet.caffemodel"
-    write_caffemodel(load_builtin("alexnet"), caffemodel)
-    return cv2.dnn.readNetFromCaffe(str(BUILTIN_MODELS["alexnet"].prototxt), str(caffemodel))
 
 
 def test_opencv_caffe_pools_224_as_worked_by_hand(opencv_alexnet) -> None:
