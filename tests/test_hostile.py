@@ -253,8 +253,13 @@ def test_signal_during_the_final_swap_still_reports_the_release(lenet, tmp_path,
             os.kill(os.getpid(), signal.SIGINT)  # held back: the swap completes, then it is dropped
 
     monkeypatch.setattr(release.os, "replace", replace_then_signal)
+    # Ctrl-C raises, as in a terminal (a background job, as CI runs the suite, starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     out = tmp_path / "release"
-    result = package(lenet, out)
+    try:
+        result = package(lenet, out)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert result.exit_code == 0, result.output
     assert calls and (out / "SHA256SUMS").is_file()
     assert "SIGINT arrived while the finished release was moved into place" in result.stderr
