@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -87,6 +88,18 @@ def test_front_door_refuses_in_one_sentence(tmp_path):
     with pytest.raises(zooforge.ZooforgeError, match="--optimize needs opset 7"):
         zooforge.convert(builtin="alexnet", output=tmp_path / "m.onnx", to_opset=6, optimize=True)
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(("settings", "said"), [
+    ({"name": "../evil"}, "release name '../evil' must be 1-100 letters"),
+    ({"name": "a/b"}, "release name 'a/b' must be"),
+    ({"title": "A|B"}, "release title 'A|B' must be 1-100 characters without '|'"),
+])
+def test_front_door_refuses_a_bad_release_name_or_title(tmp_path, settings, said):
+    """The library, not only the command, refuses names that would become paths (the CLI's checks are its)."""
+    with pytest.raises(zooforge.ZooforgeError, match=re.escape(said)):
+        zooforge.package(out=tmp_path / "release", opsets=(12,), quantize=(), **settings)
+    assert list(tmp_path.iterdir()) == []
 
 
 def _lenet(shared: Path) -> tuple[Path, Path]:

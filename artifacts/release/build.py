@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -49,6 +50,8 @@ from zooforge.versioning.runtime import (
 )
 
 DEFAULT_OPSETS = (3, 6, 7, 8, 9, 12)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+TITLE_PATTERN = re.compile(r"[^|`\n\r\t]{1,100}")
 MAX_EPOCH = MAX_MTIME  # a ustar header's 11 octal digits (year 2242)
 Progress = Callable[[str], None]
 
@@ -84,6 +87,27 @@ class ReleaseOptions:
     model_path_prefix: str = ""             # manifest paths' repository folder, manifest.model_path_prefix form
     description: Path | None = None         # the source model's readme (its text goes into the README)
     license: Path | None = None             # the source model's licence text (likewise)
+
+    def __post_init__(self) -> None:
+        for label, value, problem in (("name", self.name, name_problem(self.name)),
+                                      ("title", self.title, title_problem(self.title))):
+            if problem:
+                raise ReleaseError(f"release {label} {value!r} {problem}")
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a release's files, or None."""
+    if not NAME_PATTERN.fullmatch(value):
+        return "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it becomes file names)"
+    return None
+
+
+def title_problem(value: str | None) -> str | None:
+    """Why ``value`` cannot be a release's title, or None (no title: the source's)."""
+    if value is not None and not (TITLE_PATTERN.fullmatch(value) and value.strip() == value):
+        return ("must be 1-100 characters without '|', '`', tabs, line breaks or surrounding spaces (it becomes the "
+                "README's heading and table rows)")
+    return None
 
 
 @dataclass

@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from zooforge.artifacts.release.build import DEFAULT_OPSETS, ReleaseOptions, build_release, source_date_epoch
+from zooforge.artifacts.release.build import (
+    DEFAULT_OPSETS, ReleaseOptions, build_release, name_problem, source_date_epoch, title_problem,
+)
 from zooforge.artifacts.release.manifest import model_path_prefix as parse_prefix
 from zooforge.artifacts.release.source import release_source
 from zooforge.artifacts.release.testdata import InputRecipe
@@ -23,9 +25,7 @@ from zooforge.converters.cli import (
 )
 
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 PORT_PATTERN = re.compile(r"(?P<group>[A-Za-z0-9_-]+)=(?P<tensor>[^\s=][^\s]*)")
-TITLE_PATTERN = re.compile(r"[^|`\n\r\t]{1,100}")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -64,16 +64,14 @@ def _extra_ports(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 def _title(value: str | None) -> str | None:
-    if value is not None and not (TITLE_PATTERN.fullmatch(value) and value.strip() == value):
-        raise click.BadParameter(f"--title {value!r} must be 1-100 characters without '|', '`', tabs, line breaks "
-                                 "or surrounding spaces (it becomes the README's heading and table rows)")
+    if problem := title_problem(value):
+        raise click.BadParameter(f"--title {value!r} {problem}")
     return value
 
 
 def _name(value: str) -> str:
-    if not NAME_PATTERN.fullmatch(value):
-        raise click.BadParameter(f"--name {value!r} must be 1-100 letters, digits, '.', '_' or '-', starting with a "
-                                 "letter or digit (it becomes file names)")
+    if problem := name_problem(value):
+        raise click.BadParameter(f"--name {value!r} {problem}")
     return value
 
 
