@@ -13,7 +13,7 @@ from zooforge.converters import __version__
 from zooforge.converters.caffe.loader import InputShapes, load_caffe
 from zooforge.converters.caffe.net import CaffeNet
 from zooforge.converters.caffe2.netdef import CAFFE2_FILES, Caffe2Model, load_caffe2, write_caffe2
-from zooforge.converters.caffe2.translate import translate
+from zooforge.converters.caffe2.translate import TRANSLATORS, translate
 from zooforge.converters import finite
 from zooforge.converters.errors import InputFileError, ZooforgeError
 from zooforge.converters.safety import check_output_file, check_output_files
@@ -80,7 +80,7 @@ class Conversion:
 
 def read_caffe(prototxt: Path, weights: Path, options: ConvertOptions) -> CaffeNet:
     """A Caffe model from files, its weights refused if not finite (unless allowed)."""
-    net = load_caffe(Path(prototxt), Path(weights), options.input_shapes)
+    net = load_caffe(Path(prototxt), Path(weights), options.input_shapes, layer_types=TRANSLATORS)
     if not options.allow_non_finite:
         finite.check_caffe_layers(net.layers, str(weights))
     return net

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +11,12 @@ import numpy as np
 from google.protobuf import text_format
 
 from zooforge.converters.caffe import schema
+from zooforge.converters.caffe.forks import layer_type_sentence, unknown_field_sentence
 from zooforge.converters.caffe.layers import DATA_LAYER_TYPES, DROPPED_LAYER_TYPES, WEIGHTED_LAYER_TYPES
 from zooforge.converters.caffe.net import CaffeLayer, CaffeNet
 from zooforge.converters.caffe.upgrade import upgrade_net
 from zooforge.converters.caffe.weights import WeightTable, read_weights
-from zooforge.converters.errors import CaffeModelError, InputFileError
+from zooforge.converters.errors import CaffeModelError, InputFileError, UnsupportedLayerError
 
 Shape = tuple[int, ...]
 # One shape for the net's only (or first) input, or a shape per input name.
@@ -43,6 +44,9 @@ def parse_prototxt(path: Path) -> Any:
     except text_format.ParseError as exc:
         line = f"line {exc.GetLine()}, column {exc.GetColumn()}" if exc.GetLine() else "somewhere"
         message = str(exc).split(" : ", 1)[-1]
+        unknown = unknown_field_sentence(str(path), text, exc.GetLine() or 0, message) if exc.GetLine() else None
+        if unknown is not None:
+            raise UnsupportedLayerError(unknown) from None
         raise InputFileError(f"{path} cannot be parsed at {line}: {message}") from None
     return net
 
@@ -51,14 +55,18 @@ def load_caffe(
     prototxt: Path,
     weights: Path | WeightTable | None,
     input_shapes: InputShapes = None,
+    layer_types: Collection[str] | None = None,
 ) -> CaffeNet:
     """Read a deploy (or train/test) prototxt and its weights into a deploy-time ``CaffeNet``.
 
     ``weights`` may be a path, an in-memory table (layer name -> blobs), or ``None`` for a net
     without learned parameters. Batch sizes default to 1 unless ``input_shapes`` says otherwise.
+    With ``layer_types``, a deploy-time layer of another type is refused before the weights are read.
     """
     prototxt = Path(prototxt)
     net = upgrade_net(parse_prototxt(prototxt), str(prototxt))
+    if layer_types is not None:
+        check_layer_types(net, layer_types, str(prototxt))
     table = read_weights(Path(weights)) if isinstance(weights, (str, Path)) else weights or {}
     return build_net(net, table, input_shapes, source=str(prototxt), weights_source=str(weights))
 
@@ -76,6 +84,16 @@ def build_net(
     _check_wiring(inputs, layers, source)
     _attach_weights(layers, table, {param.name for param in net.layer}, weights_source)
     return CaffeNet(name=net.name or prototxt_stem(source), inputs=inputs, layers=layers)
+
+
+def check_layer_types(net: Any, supported: Collection[str], source: str) -> None:
+    """Refuse the first deploy-time layer (TEST phase, not a loss or data layer) of a type outside
+    ``supported``, naming the fork the type comes from where zooforge knows it."""
+    for param in net.layer:
+        if not _included_in_test(param) or param.type in DROPPED_LAYER_TYPES or param.type in DATA_LAYER_TYPES:
+            continue
+        if param.type != "Input" and param.type not in supported:
+            raise UnsupportedLayerError(layer_type_sentence(source, param.name, param.type, supported))
 
 
 def describe_inputs(net: Any, input_shapes: InputShapes = None, source: str = "<net>") -> dict[str, Shape]:

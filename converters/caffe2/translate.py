@@ -273,12 +273,22 @@ def _pooling(t: Translation, layer: CaffeLayer) -> None:
     stride, pad = spatial(p, "stride", 1, where, minimum=1), spatial(p, "pad", 0, where)
     if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
         raise CaffeModelError(f"{where}: pad {list(pad)} must be smaller than the kernel {list(kernel)}")
-    ceil = p.round_mode == 0  # CEIL, Caffe's own rounding
+    ceil = _ceil_rounding(t, p)
     args = _caffe_pool_args(t.shape(x)[2:4], kernel, stride, pad) if ceil else _window_args(kernel, stride, pad)
     if p.pool == 0:
         t.add("MaxPool", [x], [top], order="NCHW", **args)
         return
     _average_pool(t, x, top, kernel, stride, pad, ceil, args)
+
+
+def _ceil_rounding(t: Translation, p: Any) -> bool:
+    """Caffe's ceil rounding unless BVLC master's ``round_mode: FLOOR`` or the forks' ``ceil_mode: false``
+    asks for floor (the two spellings must agree where both are given)."""
+    ceil_by_round_mode = p.round_mode == 0  # CEIL
+    if p.HasField("round_mode") and p.HasField("ceil_mode") and p.ceil_mode != ceil_by_round_mode:
+        raise CaffeModelError(f"{t.where}: round_mode {'CEIL' if ceil_by_round_mode else 'FLOOR'} (BVLC) and "
+                              f"ceil_mode {str(p.ceil_mode).lower()} (the forks') contradict each other")
+    return ceil_by_round_mode and p.ceil_mode
 
 
 def _caffe_pool_args(size: Shape, kernel: Shape, stride: Shape, pad: Shape) -> dict[str, Any]:
