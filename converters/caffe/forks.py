@@ -95,8 +95,8 @@ def _enclosing_layer(text: str, line: int) -> tuple[str, str] | None:
 def _top_level_block_start(text: str, offset: int) -> int | None:
     """Start of the depth-0 ``layer``/``layers`` block open at ``offset`` (comments and strings skipped)."""
     depth, start, index = 0, None, 0
-    for index, char, in_code in _scan(text[:offset]):
-        if not in_code:
+    for index, char, kind in _scan(text[:offset]):
+        if kind != "code":
             continue
         if char == "{":
             if depth == 0:
@@ -111,42 +111,43 @@ def _top_level_block_start(text: str, offset: int) -> int | None:
 
 
 def _block_text(text: str, start: int) -> str:
-    """The text of the block opening at ``start``, nested blocks removed (so ``name`` and ``type``
-    are the layer's own, not a parameter message's)."""
+    """The text of the block opening at ``start``, nested blocks and comments removed (so ``name``
+    and ``type`` are the layer's own, not a parameter message's or a comment's)."""
     depth, own = 0, []
-    for index, char, in_code in _scan(text[start:]):
-        if in_code and char == "{":
+    for _, char, kind in _scan(text[start:]):
+        if kind == "code" and char == "{":
             depth += 1
             continue
-        if in_code and char == "}":
+        if kind == "code" and char == "}":
             depth -= 1
             if depth == 0:
                 break
             continue
-        if depth == 1:
+        if depth == 1 and kind != "comment":
             own.append(char)
     return "".join(own)
 
 
-def _scan(text: str) -> Iterable[tuple[int, str, bool]]:
-    """Each character with whether it is code (not inside a ``#`` comment or a quoted string)."""
+def _scan(text: str) -> Iterable[tuple[int, str, str]]:
+    """Each character with what it is part of: ``"code"``, a quoted ``"string"`` (quotes included)
+    or a ``#`` ``"comment"``."""
     quote, comment = "", False
     for index, char in enumerate(text):
         if comment:
             comment = char != "\n"
-            yield index, char, False
+            yield index, char, "comment"
         elif quote:
             if char == quote and text[index - 1] != "\\":
                 quote = ""
-            yield index, char, False
+            yield index, char, "string"
         elif char == "#":
             comment = True
-            yield index, char, False
+            yield index, char, "comment"
         elif char in "\"'":
             quote = char
-            yield index, char, False
+            yield index, char, "string"
         else:
-            yield index, char, True
+            yield index, char, "code"
 
 
 def layer_type_sentence(source: str, name: str, kind: str, supported: Collection[str]) -> str:
