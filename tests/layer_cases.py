@@ -388,6 +388,129 @@ CASES: list[Case] = [
     _case("argmax-no-axis", _layer("ArgMax"), reference=_argmax_ref(None)),
 ]
 
+
+
+# -- the forks' layers (issue 13): ceil_mode, Axpy, depthwise, ShuffleChannel, Upsample, Permute ----
+
+def _depthwise_ref(k: int, s: int, p: int, multiplier: int = 1) -> Reference:
+    """sp2823's ConvolutionDepthwise loops (conv_dw_layer.cpp), output channel o reading input
+    channel o // multiplier (Convolution with group = channels computes the same)."""
+
+    def ref(feeds: Feeds, table: WeightTable) -> dict[str, np.ndarray]:
+        x = np.pad(feeds["data"].astype(np.float64), ((0, 0), (0, 0), (p, p), (p, p)))
+        w, *bias = (b.astype(np.float64) for b in table["layer"])
+        n, _, h, wd = x.shape
+        oh, ow = (h - k) // s + 1, (wd - k) // s + 1
+        y = np.zeros((n, w.shape[0], oh, ow))
+        for o in range(w.shape[0]):
+            for i in range(oh):
+                for j in range(ow):
+                    window = x[:, o // multiplier, i * s : i * s + k, j * s : j * s + k]
+                    y[:, o, i, j] = (window * w[o, 0]).sum(axis=(1, 2))
+        return {"y": y + bias[0].reshape(1, -1, 1, 1) if bias else y}
+
+    return ref
+
+
+def _axpy_ref(feeds: Feeds, table: WeightTable) -> dict[str, np.ndarray]:
+    """SENet's axpy_layer.cpp: top = y, then top[n, c] += a[n, c] * x[n, c]."""
+    a, x, y = (feeds[name].astype(np.float64) for name in ("a", "data", "other"))
+    top = y.copy()
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            top[n, c] += a.reshape(x.shape[0], x.shape[1])[n, c] * x[n, c]
+    return {"y": top}
+
+
+def _shuffle_ref(group: int) -> Reference:
+    """farmingyard/ShuffleNet's shuffle_channel_layer.cpp: output channel j * group + i is input
+    channel i * (C / group) + j."""
+
+    def ref(feeds: Feeds, table: WeightTable) -> dict[str, np.ndarray]:
+        x = feeds["data"]
+        columns = x.shape[1] // group
+        y = np.empty_like(x)
+        for i in range(group):
+            for j in range(columns):
+                y[:, j * group + i] = x[:, i * columns + j]
+        return {"y": y}
+
+    return ref
+
+
+def _upsample_ref(scale: int) -> Reference:
+    """The YOLOv3 ports' upsample_layer.cpp: output (h, w) copies input (h / scale, w / scale)."""
+
+    def ref(feeds: Feeds, table: WeightTable) -> dict[str, np.ndarray]:
+        x = feeds["data"]
+        rows = np.arange(x.shape[2] * scale) // scale
+        cols = np.arange(x.shape[3] * scale) // scale
+        return {"y": x[:, :, rows][:, :, :, cols]}
+
+    return ref
+
+
+def _permute_ref(axes: tuple[int, ...], flatten: bool = False) -> Reference:
+    def ref(feeds: Feeds, table: WeightTable) -> dict[str, np.ndarray]:
+        y = feeds["data"].transpose(axes)
+        return {"y": y.reshape(y.shape[0], -1) if flatten else y}
+
+    return ref
+
+
+_AXPY = {"a": (1, 4, 1, 1), "data": X, "other": X}
+_AXPY_OPENCV = ("OpenCV 4.14's importer swaps Axpy's last two bottoms: it computes a * bottom[2] + bottom[1] "
+                "(its output matches that to 0), where SENet's layer computes a * bottom[1] + bottom[2]")
+_SIX = {"data": (1, 6, 5, 7)}
+
+CASES += [
+    # Pooling's ceil_mode (the forks' field 13; OpenCV reads it): floor where it is false.
+    # 10x11, k3 s2 p0: H ceil 5, floor 4. 9x10, k3 s2 p1: W ceil 6, floor 5.
+    *(_case(f"pool-{kind.lower()}-ceil-mode-{mode}-{geometry}",
+            _pool(f"pool: {kind} kernel_size: 3 stride: 2 {pad} ceil_mode: {mode}"),
+            inputs={"data": shape}, reference=_pool_ref(kind, 3, 2, int(pad[-1:] or 0), ceil=mode == "true"))
+      for kind in ("MAX", "AVE")
+      for mode, geometry, pad, shape in (("false", "k3s2p0", "", (1, 4, 10, 11)),
+                                         ("false", "k3s2p1", "pad: 1", (1, 4, 9, 10)),
+                                         ("true", "k3s2p1", "pad: 1", (1, 4, 9, 10)))),
+    # SENet's Axpy: a * x + y, a per (item, channel) as (N, C, 1, 1) or (N, C)
+    _case("axpy", _layer("Axpy", bottoms=("a", "data", "other")), inputs=_AXPY, reference=_axpy_ref,
+          opencv_skip=_AXPY_OPENCV),
+    _case("axpy-scale-2d", _layer("Axpy", bottoms=("a", "data", "other")), inputs={**_AXPY, "a": (1, 4)},
+          reference=_axpy_ref, opencv_skip=_AXPY_OPENCV),
+    # depthwise convolution: sp2823's ConvolutionDepthwise (group = channels implied or given; OpenCV
+    # reads it as Convolution), and Convolution with group = channels, also with a channel multiplier
+    _case("conv-depthwise-type-implied", _conv("kernel_size: 3 pad: 1", "ConvolutionDepthwise"),
+          reference=_depthwise_ref(3, 1, 1),
+          opencv_skip="OpenCV 4.14 reads ConvolutionDepthwise as Convolution, which needs num_output "
+          "('Required argument \"num_output\" not found'); the case giving num_output has OpenCV as a check"),
+    _case("conv-depthwise-type-given", _conv("num_output: 4 group: 4 kernel_size: 3 stride: 2 bias_term: false",
+                                             "ConvolutionDepthwise"), reference=_depthwise_ref(3, 2, 0)),
+    _case("conv-depthwise-group4", _conv("num_output: 4 group: 4 kernel_size: 3 pad: 1"),
+          reference=_depthwise_ref(3, 1, 1)),
+    _case("conv-depthwise-multiplier2", _conv("num_output: 8 group: 4 kernel_size: 3 stride: 2 pad: 1"),
+          reference=_depthwise_ref(3, 2, 1, multiplier=2)),
+    # ShuffleNet's ShuffleChannel (OpenCV reads shuffle_channel_param)
+    *(_case(f"shuffle-channel-group{g}", _layer("ShuffleChannel", f"shuffle_channel_param {{ group: {g} }}"),
+            inputs=_SIX, reference=_shuffle_ref(g)) for g in (2, 3)),
+    # the YOLOv3 ports' Upsample (OpenCV 4.14 lacks it)
+    _case("upsample-scale2", _layer("Upsample", "upsample_param { scale: 2 }"), reference=_upsample_ref(2)),
+    _case("upsample-scale3", _layer("Upsample", "upsample_param { scale: 3 }"), inputs={"data": (1, 3, 4, 5)},
+          reference=_upsample_ref(3)),
+    _case("upsample-default-scale1", _layer("Upsample"), reference=_upsample_ref(1)),
+    # SSD's Permute (axes left out follow in order)
+    _case("permute-0231", _layer("Permute", "permute_param { order: 0 order: 2 order: 3 order: 1 }"),
+          reference=_permute_ref((0, 2, 3, 1))),
+    _case("permute-partial-02", _layer("Permute", "permute_param { order: 0 order: 2 }"),
+          reference=_permute_ref((0, 2, 1, 3)),
+          opencv_skip="OpenCV 4.14 wants every axis in permute_param.order (permute_layer.cpp:162: "
+          "'(int)_numAxes == inputs[0].size()')"),
+    _case("permute-then-flatten-axis1-end-1",
+          _layer("Permute", "permute_param { order: 0 order: 2 order: 3 order: 1 }", tops=("p",), name="perm")
+          + _layer("Flatten", "flatten_param { axis: 1 end_axis: -1 }", bottoms=("p",), name="flat"),
+          reference=_permute_ref((0, 2, 3, 1), flatten=True)),
+]
+
 assert len({case.id for case in CASES}) == len(CASES)
 
 

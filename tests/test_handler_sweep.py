@@ -125,6 +125,12 @@ CASES: dict[str, Case] = {
     "cast-int64": ("Cast", {"x": X * 10}, {}, 1, 1, dict(to=10)),
     "cast-double": ("Cast", {"x": X * 10}, {}, 1, 1, dict(to=13)),
     "cast-float": ("Cast", {"x": X}, {}, 1, 1, dict(to=1)),
+    # -- the forks' layers (issue 13): ShuffleNet's channel shuffle, nearest-neighbour upsampling ------
+    "channelshuffle-group3": ("ChannelShuffle", {"x": _f(2, 6, 3, 4)}, {}, 1, 1, dict(group=3, order="NCHW")),
+    "channelshuffle-default-group": ("ChannelShuffle", {"x": X}, {}, 1, 1, {}),
+    "resizenearest-2x3": ("ResizeNearest", {"x": IMG}, {}, 1, 1, dict(height_scale=2.0, width_scale=3.0,
+                                                                      order="NCHW")),
+    "resizenearest-default": ("ResizeNearest", {"x": IMG}, {}, 1, 1, {}),
     # -- arguments left to their defaults (Caffe2's: scale 1, axis 1, ArgMax axis -1 keepdims 1) -----
     "scale-default": ("Scale", {"x": X}, {}, 1, 1, {}),
     "flatten-default": ("Flatten", {"x": X}, {}, 1, 1, {}),
@@ -136,6 +142,8 @@ CASES: dict[str, Case] = {
 REFUSED_BELOW: dict[str, tuple[int, str]] = {
     "mul-numpy-gap": (7, "broadcasts onto [2, 3, 4, 5] in a way ONNX before opset 7 cannot express"),
     "add-numpy-enlarges": (7, "broadcasting that enlarges the first input needs opset 7 or later"),
+    "resizenearest-2x3": (7, "needs opset 7 or later: ONNX has no standard Upsample before opset 7"),
+    "resizenearest-default": (7, "needs opset 7 or later: ONNX has no standard Upsample before opset 7"),
 }
 
 _THEIRS: dict[str, dict[str, np.ndarray]] = {}  # real Caffe2's outputs, by case id, computed on first use

@@ -386,6 +386,30 @@ EDITS = {
                                     ('layer {\n  name: "p"\n  type: "Pooling"\n  bottom: "ip1"\n  top: "ip1"\n'
                                      '  pooling_param { pool: AVE global_pooling: true }\n}\nlayer {\n  name: "relu1"'),
                                     ("layer 'p'", "4-axis")),
+    # the forks' layers (issue 13), put in place on pool2 (1, 50, 4, 4) before ip1
+    **{case: ('layer {\n  name: "ip1"', f'layer {{\n  name: "f"\n  type: "{kind}"\n{bottoms}  top: "pool2"\n'
+              f'  {params}\n}}\nlayer {{\n  name: "ip1"', mentions)
+       for case, (kind, bottoms, params, mentions) in {
+           "shuffle-group-3-of-50": ("ShuffleChannel", '  bottom: "pool2"\n', "shuffle_channel_param { group: 3 }",
+                                     ("layer 'f' (ShuffleChannel)", "group 3 does not divide the 50 channels")),
+           "shuffle-group-0": ("ShuffleChannel", '  bottom: "pool2"\n', "shuffle_channel_param { group: 0 }",
+                               ("layer 'f' (ShuffleChannel)", "group 0")),
+           "permute-repeated-axis": ("Permute", '  bottom: "pool2"\n', "permute_param { order: 0 order: 1 order: 1 }",
+                                     ("layer 'f' (Permute)", "order [0, 1, 1] is not a list of distinct axes")),
+           "permute-axis-9": ("Permute", '  bottom: "pool2"\n', "permute_param { order: 9 }",
+                              ("layer 'f' (Permute)", "order [9]", "(0 to 3)")),
+           "upsample-scale-negative": ("Upsample", '  bottom: "pool2"\n', "upsample_param { scale: -2 }",
+                                       ("layer 'f' (Upsample)", "scale must be at least 1, found -2")),
+           "upsample-huge-scale": ("Upsample", '  bottom: "pool2"\n', "upsample_param { scale: 2147483647 }",
+                                   ("layer 'ip1'", "weight blob 0 has shape [500, 800]")),
+           "upsample-segnet-mask": ("Upsample", '  bottom: "pool2"\n  bottom: "pool2"\n', "upsample_param { scale: 2 }",
+                                    ("layer 'f' (Upsample) has 2 bottoms", "SegNet's max-unpooling Upsample")),
+           "axpy-scale-not-per-channel": ("Axpy", '  bottom: "pool2"\n' * 3, "",
+                                          ("layer 'f' (Axpy)", "the scale bottom 'pool2' has shape [1, 50, 4, 4]")),
+       }.items()},
+    "depthwise-num-output-50-of-20": ('name: "conv2"\n  type: "Convolution"', 'name: "conv2"\n  type: "ConvolutionDepthwise"',
+                                      ("layer 'conv2' (ConvolutionDepthwise)", "num_output 50 differs from the input's "
+                                       "20 channels")),
 }
 
 

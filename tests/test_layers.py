@@ -33,7 +33,8 @@ from zooforge.converters.caffe.loader import load_caffe
 from zooforge.converters.caffe.weights import write_caffemodel
 from zooforge.converters.caffe2.executor import run_net
 from zooforge.converters.caffe2.translate import TRANSLATORS
-from zooforge.converters.errors import UnsupportedLayerError
+from zooforge.converters.api import ConvertOptions
+from zooforge.converters.errors import CaffeModelError, ExportError, UnsupportedLayerError
 from zooforge.versioning import latest_opset
 
 from conftest import ort_session
@@ -188,6 +189,105 @@ def test_unsupported_layer_names_layer_and_type(tmp_path: Path) -> None:
     )
     with pytest.raises(UnsupportedLayerError, match=r"layer 'norm' has type 'MVN'"):
         convert_caffe_net(load_caffe(prototxt, None))
+
+
+# -- refusals of the forks' layers (issue 13) ----------------------------------------------------
+
+_W4 = {"dw": [np.ones((4, 1, 3, 3), np.float32), np.zeros(4, np.float32)]}  # what the fork's layer holds
+
+
+def _net(tmp_path: Path, layers: str, inputs: dict[str, tuple[int, ...]] | None = None,
+         weights: dict[str, list[np.ndarray]] | None = None):
+    head = "".join(
+        f'layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ '
+        + " ".join(f"dim: {d}" for d in shape) + " } } }\n"
+        for name, shape in (inputs or {"data": (1, 4, 9, 11)}).items()
+    )
+    prototxt = tmp_path / "net.prototxt"
+    prototxt.write_text(head + layers)
+    if weights:
+        write_caffemodel(weights, tmp_path / "net.caffemodel")
+    return load_caffe(prototxt, tmp_path / "net.caffemodel" if weights else None)
+
+
+FORK_REFUSALS = {
+    # id: (layers, inputs or None, error type, the sentence's words[, weights])
+    "pooling-round-mode-contradicts-ceil-mode": (
+        _layer("Pooling", "pooling_param { pool: MAX kernel_size: 3 stride: 2 round_mode: CEIL ceil_mode: false }",
+               name="pool"), None, CaffeModelError,
+        "layer 'pool' (Pooling): round_mode CEIL (BVLC) and ceil_mode false (the forks') contradict each other"),
+    "pooling-floor-round-mode-contradicts-ceil-mode-true": (
+        _layer("Pooling", "pooling_param { pool: AVE kernel_size: 3 stride: 2 round_mode: FLOOR ceil_mode: true }",
+               name="pool"), None, CaffeModelError,
+        "layer 'pool' (Pooling): round_mode FLOOR (BVLC) and ceil_mode true (the forks') contradict each other"),
+    "shuffle-group-does-not-divide": (
+        _layer("ShuffleChannel", "shuffle_channel_param { group: 3 }", name="shuffle"), None, CaffeModelError,
+        "layer 'shuffle' (ShuffleChannel): group 3 does not divide the 4 channels of 'data' [1, 4, 9, 11]"),
+    "shuffle-group-0": (
+        _layer("ShuffleChannel", "shuffle_channel_param { group: 0 }", name="shuffle"), None, CaffeModelError,
+        "layer 'shuffle' (ShuffleChannel): group 0 does not divide"),
+    "permute-duplicate-axis": (
+        _layer("Permute", "permute_param { order: 0 order: 2 order: 2 }", name="perm"), None, CaffeModelError,
+        "layer 'perm' (Permute): permute_param order [0, 2, 2] is not a list of distinct axes of a 4-D input"),
+    "permute-axis-out-of-range": (
+        _layer("Permute", "permute_param { order: 0 order: 4 }", name="perm"), None, CaffeModelError,
+        "layer 'perm' (Permute): permute_param order [0, 4] is not a list of distinct axes of a 4-D input (0 to 3)"),
+    "depthwise-num-output-differs": (
+        _layer("ConvolutionDepthwise", "convolution_param { num_output: 8 kernel_size: 3 }", name="dw"), None,
+        CaffeModelError, "layer 'dw' (ConvolutionDepthwise): num_output 8 differs from the input's 4 channels", _W4),
+    "depthwise-group-differs": (
+        _layer("ConvolutionDepthwise", "convolution_param { group: 2 kernel_size: 3 }", name="dw"), None,
+        CaffeModelError, "layer 'dw' (ConvolutionDepthwise): group 2 differs from the input's 4 channels", _W4),
+    "convolution-group-does-not-divide": (
+        _layer("Convolution", "convolution_param { num_output: 6 group: 4 kernel_size: 3 }", name="conv"), None,
+        CaffeModelError, "layer 'conv' (Convolution): group 4 does not divide 4 input and 6 output channels",
+        {"conv": [np.ones((6, 1, 3, 3), np.float32), np.zeros(6, np.float32)]}),
+    "upsample-segnet-two-bottoms": (
+        _layer("Upsample", "upsample_param { scale: 2 }", bottoms=("data", "mask"), name="up"),
+        {"data": (1, 4, 9, 11), "mask": (1, 4, 9, 11)}, UnsupportedLayerError,
+        "layer 'up' (Upsample) has 2 bottoms: SegNet's max-unpooling Upsample (a pooling mask as second bottom) "
+        "cannot be converted"),
+    "upsample-scale-0": (
+        _layer("Upsample", "upsample_param { scale: 0 }", name="up"), None, CaffeModelError,
+        "layer 'up' (Upsample): upsample_param.scale must be at least 1, found 0"),
+    "upsample-of-a-2d-blob": (
+        _layer("Upsample", "upsample_param { scale: 2 }", name="up"), {"data": (1, 4)}, CaffeModelError,
+        "layer 'up' (Upsample): Upsample takes a 4-axis (num, channels, height, width) input"),
+    "axpy-scale-of-other-channels": (
+        _layer("Axpy", bottoms=("a", "data", "other"), name="axpy"),
+        {"a": (1, 3, 1, 1), "data": (1, 4, 9, 11), "other": (1, 4, 9, 11)}, CaffeModelError,
+        "layer 'axpy' (Axpy): the scale bottom 'a' has shape [1, 3, 1, 1]; Axpy needs [1, 4] or [1, 4, 1, 1]"),
+    "axpy-scale-not-per-channel": (
+        _layer("Axpy", bottoms=("a", "data", "other"), name="axpy"),
+        {"a": (1, 4, 9, 1), "data": (1, 4, 9, 11), "other": (1, 4, 9, 11)}, CaffeModelError,
+        "the scale bottom 'a' has shape [1, 4, 9, 1]"),
+    "axpy-x-and-y-differ": (
+        _layer("Axpy", bottoms=("a", "data", "other"), name="axpy"),
+        {"a": (1, 4, 1, 1), "data": (1, 4, 9, 11), "other": (1, 4, 9, 10)}, CaffeModelError,
+        "layer 'axpy' (Axpy): bottoms 'data' [1, 4, 9, 11] and 'other' [1, 4, 9, 10] must share one shape"),
+    "axpy-two-bottoms": (
+        _layer("Axpy", bottoms=("a", "data"), name="axpy"), {"a": (1, 4, 1, 1), "data": (1, 4, 9, 11)},
+        CaffeModelError, "layer 'axpy' (Axpy) takes 3 bottom blob(s), as Caffe requires, found 2"),
+}
+
+
+@pytest.mark.parametrize("case", list(FORK_REFUSALS))
+def test_fork_layer_refusals_are_one_sentence(case: str, tmp_path: Path) -> None:
+    layers, inputs, error, words, *weights = FORK_REFUSALS[case]
+    with pytest.raises(error) as caught:
+        convert_caffe_net(_net(tmp_path, layers, inputs, *weights))
+    message = str(caught.value)
+    assert words in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("opset", [3, 6])
+def test_upsample_below_opset_7_names_layer_type_and_opset(opset: int, tmp_path: Path) -> None:
+    net = _net(tmp_path, _layer("Upsample", "upsample_param { scale: 2 }", name="up"))
+    with pytest.raises(ExportError) as caught:
+        convert_caffe_net(net, ConvertOptions(opset=opset))
+    message = str(caught.value)
+    assert "'up'" in message and "Upsample" in message and "needs opset 7 or later" in message, message
+    assert f"opset {opset}" in message and "\n" not in message
 
 
 @pytest.fixture(scope="module", autouse=True)

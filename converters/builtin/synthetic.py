@@ -156,7 +156,7 @@ def _make_blobs(
     x = bottoms[0]
     kind = layer.type
 
-    if kind in ("Convolution", "Deconvolution", "InnerProduct"):
+    if kind in ("Convolution", "Deconvolution", "InnerProduct", "ConvolutionDepthwise"):
         w_shape, b_shape, fan_in, (units, unit_axes) = _filter_geometry(layer, x, where)
         if reads_input:
             std = (out_std / scale.input_std if final else _RELU_GAIN) / math.sqrt(fan_in)
@@ -213,6 +213,9 @@ def _filter_geometry(
     kh, kw = spatial(p, "kernel_size", None, where, pair="kernel")
     channels, group = x[1], max(p.group, 1)
     bias = (p.num_output,) if p.bias_term else None
+    if layer.type == "ConvolutionDepthwise":  # one (1, kh, kw) filter per input channel
+        shape = (channels, 1, kh, kw)
+        return shape, (channels,) if p.bias_term else None, kh * kw, (shape, (1, 2, 3))
     if layer.type == "Convolution":
         shape = (p.num_output, channels // group, kh, kw)
         return shape, bias, channels // group * kh * kw, (shape, (1, 2, 3))

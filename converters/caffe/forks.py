@@ -49,7 +49,7 @@ FORK_LAYER_TYPES: dict[str, str] = {
     "Yolo": "the YOLOv3 ports",
     "Mish": "the YOLOv4 ports",
     "ReLU6": "the MobileNet v2 ports",
-    "DepthwiseConvolution": "the depthwise forks (sp2823/caffe)",
+    "DepthwiseConvolution": "the depthwise forks (yonghenglh6/DepthwiseConvolution)",
     "MultiBoxLoss": "SSD (weiliu89/caffe)",
     "AnnotatedData": "SSD (weiliu89/caffe)",
     "DetectionEvaluate": "SSD (weiliu89/caffe)",

@@ -17,5 +17,6 @@ DROPPED_LAYER_TYPES = frozenset(
 
 # Layers whose parameters are learned and stored in the weights file.
 WEIGHTED_LAYER_TYPES = frozenset(
-    {"Convolution", "Deconvolution", "InnerProduct", "PReLU", "BatchNorm", "Scale", "Bias"}
+    {"Convolution", "Deconvolution", "InnerProduct", "PReLU", "BatchNorm", "Scale", "Bias",
+     "ConvolutionDepthwise"}
 )

@@ -142,6 +142,10 @@ _BLOB_COUNTS: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "Eltwise": ((2, _MANY), _ONE),
     **dict.fromkeys(("Scale", "Bias"), ((1, 2), _ONE)),
     "Crop": ((2, 2), _ONE),
+    # the forks' layers (issue 13); Upsample takes SegNet's mask bottom too, refused by its translator
+    "Axpy": ((3, 3), _ONE),
+    **dict.fromkeys(("ConvolutionDepthwise", "ShuffleChannel", "Permute"), (_ONE, _ONE)),
+    "Upsample": ((1, 2), _ONE),
 }
 
 
@@ -205,7 +209,9 @@ def _window_args(kernel: Shape, stride: Shape, pad: Shape, dilation: Shape = (1,
     return args
 
 
-def _conv_common(t: Translation, layer: CaffeLayer, transposed: bool) -> None:
+def _conv_common(t: Translation, layer: CaffeLayer, transposed: bool, depthwise: bool = False) -> None:
+    """Convolution or its transpose; ``depthwise``: one output channel per input channel whatever
+    ``num_output`` and ``group`` say (sp2823's ConvolutionDepthwise, which checks neither)."""
     p = layer.param.convolution_param
     where = t.where
     if p.axis != 1:
@@ -214,22 +220,22 @@ def _conv_common(t: Translation, layer: CaffeLayer, transposed: bool) -> None:
     stride = spatial(p, "stride", 1, where, minimum=1)
     pad = spatial(p, "pad", 0, where)
     dilation = _dilation(p, where)
-    if p.num_output < 1:
-        raise CaffeModelError(f"{where}: num_output must be at least 1, found {p.num_output}")
     x = layer.bottoms[0]
     channels = t.shape(x)[1]
-    group = p.group
-    if group < 1 or channels % group or p.num_output % group:
+    num_output, group = _depthwise_shape(t, p, channels) if depthwise else (p.num_output, p.group)
+    if num_output < 1:
+        raise CaffeModelError(f"{where}: num_output must be at least 1, found {num_output}")
+    if group < 1 or channels % group or num_output % group:
         raise CaffeModelError(
-            f"{where}: group {group} does not divide {channels} input and {p.num_output} output channels"
+            f"{where}: group {group} does not divide {channels} input and {num_output} output channels"
         )
     if transposed:
-        w_shape = (channels, p.num_output // group, *kernel)
+        w_shape = (channels, num_output // group, *kernel)
     else:
-        w_shape = (p.num_output, channels // group, *kernel)
+        w_shape = (num_output, channels // group, *kernel)
     inputs = [x, t.weight("w", t.blob(0, w_shape))]
     if p.bias_term:
-        inputs.append(t.weight("b", t.blob(1, (p.num_output,))))
+        inputs.append(t.weight("b", t.blob(1, (num_output,))))
     args = _window_args(kernel, stride, pad, dilation)
     if group != 1:
         args["group"] = group
@@ -251,6 +257,22 @@ def _convolution(t: Translation, layer: CaffeLayer) -> None:
 
 def _deconvolution(t: Translation, layer: CaffeLayer) -> None:
     _conv_common(t, layer, transposed=True)
+
+
+def _depthwise_shape(t: Translation, p: Any, channels: int) -> tuple[int, int]:
+    """ConvolutionDepthwise's (num_output, group): both the input's channel count. The fork ignores
+    the two fields; a value that says otherwise is refused rather than silently overridden."""
+    for name in ("num_output", "group"):
+        if p.HasField(name) and getattr(p, name) != channels:
+            raise CaffeModelError(
+                f"{t.where}: {name} {getattr(p, name)} differs from the input's {channels} channels; a "
+                "ConvolutionDepthwise layer makes one output channel per input channel (group = channels)"
+            )
+    return channels, channels
+
+
+def _convolution_depthwise(t: Translation, layer: CaffeLayer) -> None:
+    _conv_common(t, layer, transposed=False, depthwise=True)
 
 
 def _pooling(t: Translation, layer: CaffeLayer) -> None:
@@ -726,6 +748,67 @@ def _argmax(t: Translation, layer: CaffeLayer) -> None:
     t.add("Cast", [shaped], [top], to=_FLOAT)
 
 
+# -- the forks' layers (issue 13): Axpy, ShuffleChannel, Upsample, Permute -----------------------
+
+def _axpy(t: Translation, layer: CaffeLayer) -> None:
+    """SENet's Axpy (hujie-frank/SENet axpy_layer.cpp): ``a * x + y``, with ``a`` one value per
+    (item, channel), shaped (N, C) or (N, C, 1, 1), and ``x``, ``y`` of one shape."""
+    a, x, y = layer.bottoms
+    sa, sx, sy = t.shape(a), t.shape(x), t.shape(y)
+    if len(sx) < 2 or tuple(sx) != tuple(sy):
+        raise CaffeModelError(f"{t.where}: bottoms '{x}' {list(sx)} and '{y}' {list(sy)} must share one shape "
+                              "of at least 2 axes")
+    aligned = (sx[0], sx[1]) + (1,) * (len(sx) - 2)
+    if tuple(sa[:2]) != tuple(sx[:2]) or len(sa) not in (2, len(sx)) or any(d != 1 for d in sa[2:]):
+        raise CaffeModelError(f"{t.where}: the scale bottom '{a}' has shape {list(sa)}; Axpy needs "
+                              f"{list(sx[:2])} or {list(aligned)} (one value per item and channel of '{x}')")
+    if tuple(sa) != aligned:  # (N, C) -> (N, C, 1, ...) for NumPy-style broadcasting
+        a = t.add("Reshape", [a], [t.temp("scale"), t.temp("old_shape")], shape=[0, *aligned[1:]])
+    scaled = t.add("Mul", [x, a], [t.temp("scaled")])
+    t.add("Add", [scaled, y], [layer.tops[0]])
+
+
+def _shuffle_channel(t: Translation, layer: CaffeLayer) -> None:
+    """ShuffleNet's ShuffleChannel (farmingyard/ShuffleNet): channels viewed as (group, C / group),
+    transposed; real Caffe2's ChannelShuffle computes the same."""
+    group = layer.param.shuffle_channel_param.group
+    x = layer.bottoms[0]
+    shape = t.shape(x)
+    if len(shape) < 2 or group < 1 or shape[1] % group:
+        raise CaffeModelError(f"{t.where}: group {group} does not divide the {shape[1] if len(shape) > 1 else 0} "
+                              f"channels of '{x}' {list(shape)}")
+    t.add("ChannelShuffle", [x], [layer.tops[0]], group=group, order="NCHW")
+
+
+def _upsample(t: Translation, layer: CaffeLayer) -> None:
+    """The YOLOv3 ports' Upsample: nearest neighbour, each pixel repeated ``scale`` times per axis."""
+    if len(layer.bottoms) > 1:
+        raise UnsupportedLayerError(
+            f"{t.where} has {len(layer.bottoms)} bottoms: SegNet's max-unpooling Upsample (a pooling mask as second "
+            "bottom) cannot be converted; the one-bottom nearest-neighbour Upsample of the YOLOv3 ports can")
+    scale = layer.param.upsample_param.scale
+    x = layer.bottoms[0]
+    if scale < 1:
+        raise CaffeModelError(f"{t.where}: upsample_param.scale must be at least 1, found {scale}")
+    if len(t.shape(x)) != 4:
+        raise CaffeModelError(f"{t.where}: Upsample takes a 4-axis (num, channels, height, width) input; "
+                              f"'{x}' has shape {list(t.shape(x))}")
+    t.add("ResizeNearest", [x], [layer.tops[0]], width_scale=float(scale), height_scale=float(scale),
+          order="NCHW")
+
+
+def _permute(t: Translation, layer: CaffeLayer) -> None:
+    """SSD's Permute (permute_layer.cpp): the axes in ``order``, those left out following in their order."""
+    x = layer.bottoms[0]
+    rank = len(t.shape(x))
+    order = [int(v) for v in layer.param.permute_param.order]
+    if any(axis >= rank for axis in order) or len(set(order)) != len(order):
+        raise CaffeModelError(f"{t.where}: permute_param order {order} is not a list of distinct axes of a "
+                              f"{rank}-D input (0 to {rank - 1})")
+    axes = order + [axis for axis in range(rank) if axis not in order]
+    t.add("Transpose", [x], [layer.tops[0]], axes=axes)
+
+
 TRANSLATORS: Mapping[str, Callable[[Translation, CaffeLayer], None]] = {
     "Convolution": _convolution,
     "Deconvolution": _deconvolution,
@@ -755,4 +838,10 @@ TRANSLATORS: Mapping[str, Callable[[Translation, CaffeLayer], None]] = {
     "Reshape": _reshape,
     "Crop": _crop,
     "ArgMax": _argmax,
+    # the forks' layers (issue 13)
+    "ConvolutionDepthwise": _convolution_depthwise,
+    "Axpy": _axpy,
+    "ShuffleChannel": _shuffle_channel,
+    "Upsample": _upsample,
+    "Permute": _permute,
 }

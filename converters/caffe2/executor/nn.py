@@ -285,6 +285,60 @@ def _softmax(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> l
     return [rows.reshape(x.shape).astype(np.float32)]
 
 
+# -- the forks' layers (issue 13): ChannelShuffle (ShuffleNet), ResizeNearest (the YOLOv3 ports' Upsample) --
+
+def _shuffle_group(shape: Sequence[int], args: Mapping[str, Any]) -> int:
+    """Caffe2's ChannelShuffle: ``group`` (default 1) divides the channels (axis 1, NCHW)."""
+    _check_order(args)
+    group = int(args.get("group", 1))
+    if len(shape) < 2 or group < 1 or shape[1] % group:
+        raise NetDefError(f"ChannelShuffle group {group} does not divide the channels of shape {list(shape)}")
+    return group
+
+
+def _channel_shuffle_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    _shuffle_group(shapes[0], args)
+    return [tuple(shapes[0])]
+
+
+def _channel_shuffle(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    """Channel ``g * (C / group) + k`` moves to ``k * group + g``: (N, group, C/group, rest) with the
+    two middle axes swapped (real Caffe2's channel_shuffle_op, ShuffleNet's ShuffleChannel)."""
+    x = inputs[0]
+    group = _shuffle_group(x.shape, args)
+    n_, c = x.shape[:2]
+    moved = x.reshape(n_, group, c // group, -1).transpose(0, 2, 1, 3)
+    return [np.ascontiguousarray(moved.reshape(x.shape))]
+
+
+def _resize_scales(args: Mapping[str, Any]) -> tuple[np.float32, np.float32]:
+    _check_order(args)
+    scales = (np.float32(args.get("height_scale", 1.0)), np.float32(args.get("width_scale", 1.0)))
+    if min(scales) <= 0:
+        raise NetDefError(f"ResizeNearest scales {[float(s) for s in scales]} must be positive")
+    return scales
+
+
+def _resize_nearest_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    x = shapes[0]
+    height, width = _spatial(x)
+    hs, ws = _resize_scales(args)
+    out = (int(np.float32(height) * hs), int(np.float32(width) * ws))
+    if min(out) < 1:
+        raise NetDefError(f"ResizeNearest output would be empty for input {list(x)}")
+    return [(x[0], x[1], *out)]
+
+
+def _resize_nearest(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    """Real Caffe2: output size ``int(in * scale)``, source index ``min(int(out / scale), in - 1)``."""
+    x = inputs[0]
+    (_, _, oh, ow), = _resize_nearest_shapes([x.shape], args, n)
+    hs, ws = _resize_scales(args)
+    rows = np.minimum((np.arange(oh, dtype=np.float32) / hs).astype(np.int64), x.shape[2] - 1)
+    cols = np.minimum((np.arange(ow, dtype=np.float32) / ws).astype(np.int64), x.shape[3] - 1)
+    return [np.ascontiguousarray(x[:, :, rows][:, :, :, cols])]
+
+
 OPERATORS: dict[str, Operator] = {
     "Conv": Operator(_conv, _conv_shapes, (2, 3)),
     "ConvTranspose": Operator(_deconv, _deconv_shapes, (2, 3)),
@@ -294,4 +348,7 @@ OPERATORS: dict[str, Operator] = {
     "SpatialBN": Operator(_spatial_bn, _spatial_bn_shapes, (5, 5)),  # test mode: X, scale, bias, mean, var
     "FC": Operator(_fc, _fc_shapes, (3, 3)),  # Caffe2's FC always has a bias
     "Softmax": Operator(_softmax, same_shape),
+    # the forks' layers (issue 13)
+    "ChannelShuffle": Operator(_channel_shuffle, _channel_shuffle_shapes),
+    "ResizeNearest": Operator(_resize_nearest, _resize_nearest_shapes),  # real Caffe2 also takes a scales input
 }

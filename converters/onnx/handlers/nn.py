@@ -354,4 +354,52 @@ class Dropout(Handler):
     version_22 = version_12
 
 
-HANDLERS = (Conv, ConvTranspose, MaxPool, AveragePool, LRN, FC, SpatialBN, Softmax, Dropout)
+# -- the forks' layers (issue 13) ----------------------------------------------------------------
+
+class ResizeNearest(Handler):
+    """Nearest-neighbour upsampling (the YOLOv3 ports' Caffe ``Upsample``): output ``in * scale``,
+    source index ``floor(out / scale)``. ONNX says it from opset 7 (Upsample-7's ``scales``
+    attribute; an input from 9; Resize from 10, which needs ``asymmetric`` coordinates and
+    ``floor`` rounding from 11 to mean the same)."""
+
+    caffe2_type = "ResizeNearest"
+    emits = ("Upsample", "Resize")
+
+    @classmethod
+    def _scales(cls, e: OpEmitter) -> list[float]:
+        if len(e.inputs) > 1:
+            raise ExportError(f"{e.label}: scales given as an input cannot be exported")
+        return [1.0, 1.0, float(e.args.get("height_scale", 1.0)), float(e.args.get("width_scale", 1.0))]
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        raise ExportError(f"{e.label} (nearest-neighbour upsampling, as of Caffe's Upsample layer) needs opset 7 "
+                          f"or later: ONNX has no standard Upsample before opset 7 (asked: opset {e.opset})")
+
+    @classmethod
+    def version_7(cls, e: OpEmitter) -> None:
+        e.node("Upsample", e.inputs[:1], e.outputs[:1], mode="nearest", scales=cls._scales(e))
+
+    @classmethod
+    def version_9(cls, e: OpEmitter) -> None:
+        e.node("Upsample", [e.inputs[0], e.const("scales", cls._scales(e))], e.outputs[:1], mode="nearest")
+
+    @classmethod
+    def version_10(cls, e: OpEmitter) -> None:
+        e.node("Resize", [e.inputs[0], e.const("scales", cls._scales(e))], e.outputs[:1], mode="nearest")
+
+    @classmethod
+    def version_11(cls, e: OpEmitter) -> None:
+        roi = e.const("roi", [], np.float32)  # Resize-11 requires the (unused) roi input
+        e.node("Resize", [e.inputs[0], roi, e.const("scales", cls._scales(e))], e.outputs[:1], mode="nearest",
+               coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+
+    @classmethod
+    def version_13(cls, e: OpEmitter) -> None:
+        e.node("Resize", [e.inputs[0], "", e.const("scales", cls._scales(e))], e.outputs[:1], mode="nearest",
+               coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+
+    version_18 = version_19 = version_13  # antialias, axes, keep_aspect_ratio_policy: defaults
+
+
+HANDLERS = (Conv, ConvTranspose, MaxPool, AveragePool, LRN, FC, SpatialBN, Softmax, Dropout, ResizeNearest)

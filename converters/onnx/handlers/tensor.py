@@ -193,4 +193,28 @@ class Cast(Handler):
     version_28 = version_6
 
 
-HANDLERS = (Flatten, Reshape, Transpose, Slice, Concat, Split, ArgMax, Cast)
+# -- the forks' layers (issue 13) ----------------------------------------------------------------
+
+class ChannelShuffle(Handler):
+    """ShuffleNet's channel shuffle: (N, group, C / group, rest) with the middle axes swapped, as
+    Reshape, Transpose, Reshape (the batch left free: Reshape's 0 copies it)."""
+
+    caffe2_type = "ChannelShuffle"
+    emits = ("Reshape", "Transpose")
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        shape = e.in_shape(0)
+        if e.args.get("order", "NCHW") != "NCHW":
+            raise ExportError(f"{e.label}: only NCHW order can be exported")
+        group = int(e.args.get("group", 1))
+        grouped, swapped = e.temp("grouped"), e.temp("swapped")
+        e.reshape(e.inputs[0], grouped, [0, group, shape[1] // group, -1])
+        e.node("Transpose", [grouped], [swapped], perm=[0, 2, 1, 3])
+        e.reshape(swapped, e.outputs[0], [0, *shape[1:]])
+
+    version_5 = version_13 = version_14 = version_19 = version_21 = version_1
+    version_23 = version_24 = version_25 = version_1
+
+
+HANDLERS = (Flatten, Reshape, Transpose, Slice, Concat, Split, ArgMax, Cast, ChannelShuffle)
