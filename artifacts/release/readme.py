@@ -47,6 +47,7 @@ class ReleaseFacts:
     outputs: Sequence[tuple[str, list]]
     parity: Sequence[str]                   # one line per variant
     synthetic: bool
+    synthetic_settings: dict | None = None  # seed, input_std and logit_std of weights zooforge made
     notes: Sequence[str] = field(default_factory=tuple)
     comparison: str | None = None           # e.g. the int8 accuracy/speed sentence
     description: str | None = None          # the source's readme text (--description)
@@ -124,6 +125,10 @@ def render_readme(facts: ReleaseFacts) -> str:
         lines.append("Not given (zoo-package --description FILE includes the source model's readme).")
     if facts.synthetic:
         lines += ["", "The weights are synthetic: seeded and deterministic, not trained."]
+        if made := facts.synthetic_settings:
+            lines[-1] = lines[-1][:-1] + (
+                f" (seed {made['seed']}, scaled for inputs of RMS {made['input_std']:.4g} and logits of standard "
+                f"deviation {made['logit_std']:g}; the same prototxt and seed give the same weights).")
     lines += _heading(lines, 3, "Dataset")
     lines += [f"- {line}" for line in facts.dataset] or (
         ["None: the weights are synthetic, and no dataset was used."] if facts.synthetic else
