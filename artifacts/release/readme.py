@@ -126,9 +126,11 @@ def render_readme(facts: ReleaseFacts) -> str:
     if facts.synthetic:
         lines += ["", "The weights are synthetic: seeded and deterministic, not trained."]
         if made := facts.synthetic_settings:
+            mean = f"mean {made['input_mean']:.4g} and " if made.get("input_mean") else ""
             lines[-1] = lines[-1][:-1] + (
-                f" (seed {made['seed']}, scaled for inputs of RMS {made['input_std']:.4g} and logits of standard "
-                f"deviation {made['logit_std']:g}; the same prototxt and seed give the same weights).")
+                f" (seed {made['seed']}, scaled for inputs of {mean}standard deviation {made['input_std']:.4g} and "
+                f"logits of standard deviation {made['logit_std']:g}; the same prototxt and seed give the same "
+                "weights).")
     lines += _heading(lines, 3, "Dataset")
     lines += [f"- {line}" for line in facts.dataset] or (
         ["None: the weights are synthetic, and no dataset was used."] if facts.synthetic else

@@ -27,6 +27,8 @@ IMAGENET_CAFFE_STD = 128.0 / math.sqrt(3.0)
 # default). Measured on seeded uniform [-1, 1] inputs (seed 0): LeNet and CIFAR-10 quick/full
 # (10 classes) give top probabilities of 0.17-0.96, CaffeNet and GoogLeNet (1000 classes) 0.017-0.38;
 # 4.0 (the built-in AlexNet's) saturates LeNet (0.999), which has no ReLU between its convolutions.
+# Inputs off zero ([0, 1]) would saturate it too (every input the same class) but for the input
+# mean, which the first layers' biases cancel (WeightScale.input_mean).
 SYNTHETIC_LOGIT_STD = 2.0
 
 
@@ -91,21 +93,21 @@ def load_builtin(name: str, input_shapes: InputShapes = None) -> CaffeNet:
     return net
 
 
-def input_rms(input_range: tuple[float, float]) -> float:
-    """The root mean square of values uniform in ``input_range`` (what the first layer's He scaling
-    sees): 1/sqrt(3) for [-1, 1] and [0, 1], 128/sqrt(3) for Caffe-range pixels [-128, 128]."""
-    low, high = (float(v) for v in input_range)
-    return math.sqrt((low * low + low * high + high * high) / 3.0)
-
-
 def synthetic_scale(input_range: tuple[float, float]) -> WeightScale:
-    """The scale of a prototxt's --synthetic-weights for inputs uniform in ``input_range``."""
-    return WeightScale(input_std=input_rms(input_range), logit_std=SYNTHETIC_LOGIT_STD)
+    """The scale of a prototxt's --synthetic-weights for inputs uniform in ``input_range``: their
+    mean (cancelled by the first layers' biases) and their standard deviation about it,
+    (high - low) / sqrt(12): 1/sqrt(3) for [-1, 1], 1/sqrt(12) for [0, 1]."""
+    low, high = (float(v) for v in input_range)
+    return WeightScale(input_std=(high - low) / math.sqrt(12.0), logit_std=SYNTHETIC_LOGIT_STD,
+                       input_mean=(low + high) / 2.0)
 
 
 def synthetic_settings(seed: int, scale: WeightScale) -> dict[str, float | int]:
     """The lineage's ``synthetic_weights`` setting: what makes the weights again, bit for bit."""
-    return {"seed": int(seed), "input_std": float(scale.input_std), "logit_std": float(scale.logit_std)}
+    settings = {"seed": int(seed), "input_std": float(scale.input_std), "logit_std": float(scale.logit_std)}
+    if scale.input_mean:
+        settings["input_mean"] = float(scale.input_mean)
+    return settings
 
 
 def builtin_settings(name: str) -> dict[str, float | int]:
