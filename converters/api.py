@@ -23,7 +23,7 @@ from zooforge.converters.fileio import sha256_file
 from zooforge.converters.lineage import SYNTHETIC_SENTENCE, Lineage, SourceFile, read_lineage, settings_dict, stamp
 from zooforge.converters.onnx import optimize
 from zooforge.converters.onnx.model import OnnxModel
-from zooforge.converters.sources import SourceSpec
+from zooforge.converters.sources import SourceSpec, SyntheticWeights
 from zooforge.versioning.convert import convert_opset, model_opset
 
 DEFAULT_OPSET = 12
@@ -115,12 +115,39 @@ def convert_caffe(prototxt: Path, weights: Path, options: ConvertOptions = Conve
 
 def convert_builtin(name: str, options: ConvertOptions = ConvertOptions()) -> Conversion:
     """A model that ships with zooforge (architecture + seeded synthetic weights) -> ONNX."""
-    from zooforge.converters.builtin import builtin_model, load_builtin
+    from zooforge.converters.builtin import builtin_model, builtin_settings, load_builtin
 
     net = load_builtin(name, options.input_shapes)
     result = convert_caffe_net(net, options)
     _stamp(result.model.skeleton, f"Caffe {net.name} ==> Caffe2 {net.name} ==> ONNX {net.name}",
-           {"prototxt": builtin_model(name).prototxt}, options, True)
+           {"prototxt": builtin_model(name).prototxt}, options, True, builtin_settings(name))
+    return _optimized(result, options)
+
+
+def read_synthetic(prototxt: Path, synthetic: SyntheticWeights, options: ConvertOptions) -> CaffeNet:
+    """A prototxt with seeded synthetic weights (``zooforge.converters.builtin.load_synthetic``)."""
+    from zooforge.converters.builtin import load_synthetic
+
+    return load_synthetic(Path(prototxt), synthetic, options.input_shapes)
+
+
+def synthetic_settings(synthetic: SyntheticWeights) -> dict[str, float | int]:
+    """The lineage's ``synthetic_weights`` setting for ``synthetic``."""
+    from zooforge.converters.builtin import synthetic_scale
+    from zooforge.converters.builtin import synthetic_settings as settings
+
+    return settings(synthetic.seed, synthetic_scale(synthetic.input_range))
+
+
+def convert_synthetic(prototxt: Path, synthetic: SyntheticWeights = SyntheticWeights(),
+                      options: ConvertOptions = ConvertOptions()) -> Conversion:
+    """A Caffe deploy prototxt with seeded synthetic weights -> ONNX, labelled synthetic."""
+    net = read_synthetic(prototxt, synthetic, options)
+    result = convert_caffe_net(net, options)
+    name = net.name or Path(prototxt).stem
+    _stamp(result.model.skeleton, f"Caffe {name} ==> Caffe2 {name} ==> ONNX {name}",
+           {"prototxt": Path(prototxt)}, options, True, synthetic_settings(synthetic))
+    result.sources = (Path(prototxt),)
     return _optimized(result, options)
 
 
@@ -214,19 +241,23 @@ def convert_onnx(path: Path, options: ConvertOptions = ConvertOptions()) -> Onnx
     previous = read_lineage(source)
     name = source.graph.name or Path(path).stem
     line = f"{previous.line if previous else f'ONNX {name} (opset {model_opset(source)})'} ==> ONNX {name}"
-    _stamp(converted, line, {"onnx": Path(path)}, options, bool(previous and previous.synthetic))
+    made = previous.settings.get("synthetic_weights") if previous else None  # the seed goes along
+    _stamp(converted, line, {"onnx": Path(path)}, options, bool(previous and previous.synthetic),
+           None if made is None else dict(made))
     return _optimized(OnnxConversion(OnnxModel(converted), model_opset(source), sources=(Path(path),)), options)
 
 
 def _stamp(model: onnx.ModelProto, line: str, files: Mapping[str, Path], options: ConvertOptions,
-           synthetic: bool) -> None:
-    """Record in the model what it was made from (digests of the source files) and how."""
+           synthetic: bool, synthetic_weights: Mapping[str, float | int] | None = None) -> None:
+    """Record in the model what it was made from (digests of the source files) and how
+    (``synthetic_weights``: the seed and scale of weights zooforge made)."""
     shapes = options.input_shapes
     if isinstance(shapes, Mapping):
         shapes = next(iter(shapes.values()), None)
     settings = settings_dict(target_opset=options.opset, compat=options.compat, names=options.names,
                              input_shape=shapes, dynamic_batch=options.dynamic_batch,
-                             optimize=optimize.optimize_settings() if options.optimize else None)
+                             optimize=optimize.optimize_settings() if options.optimize else None,
+                             synthetic_weights=synthetic_weights)
     sources = tuple(SourceFile(Path(path).name, role, sha256_file(Path(path))) for role, path in files.items())
     stamp(model, Lineage(line, sources, (), settings, synthetic))
 
@@ -284,6 +315,7 @@ _CONVERTERS = {
     "netdef": lambda spec, options: convert_netdef(spec.model, spec.init_net, spec.value_info, options),
     "onnx": lambda spec, options: convert_onnx(spec.model, options),
     "caffe": lambda spec, options: convert_caffe(spec.model, spec.weights, options),
+    "synthetic": lambda spec, options: convert_synthetic(spec.model, spec.synthetic, options),
 }
 
 

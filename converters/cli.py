@@ -155,11 +155,30 @@ def source_options(builtin_help: str):  # noqa: ANN201 - a decorator for click c
     return decorate
 
 
+def synthetic_options(scaled_for: str):  # noqa: ANN201 - a decorator for click commands
+    """--synthetic-weights and --weights-seed; ``scaled_for`` says which inputs the weights suit."""
+    options = [
+        click.option("--synthetic-weights", is_flag=True,
+                     help="Give MODEL (a .prototxt) seeded SYNTHETIC weights instead of a WEIGHTS file: not "
+                          f"trained, labelled synthetic in the model and its lineage; {scaled_for}."),
+        click.option("--weights-seed", type=click.IntRange(0, 2**63 - 1), default=None, metavar="N",
+                     help=f"Seed of --synthetic-weights (default {sources.DEFAULT_WEIGHTS_SEED}); the same "
+                          "prototxt and seed give bit-identical weights."),
+    ]
+
+    def decorate(command):  # noqa: ANN001, ANN202
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 def source_spec(model: Path | None, weights: Path | None, builtin: str | None, init_net: Path | None,
-                value_info: Path | None, default_builtin: str | None = None) -> SourceSpec:
+                value_info: Path | None, default_builtin: str | None = None, **synthetic) -> SourceSpec:  # noqa: ANN003
     """:func:`zooforge.converters.sources.source_spec`, its refusals as click usage errors."""
     try:
-        return sources.source_spec(model, weights, builtin, init_net, value_info, default_builtin)
+        return sources.source_spec(model, weights, builtin, init_net, value_info, default_builtin, **synthetic)
     except sources.SourceArgumentsError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -204,6 +223,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         "zoo-convert predict_net.pb --init-net init_net.pb --value-info value_info.json -o m.onnx",
         "zoo-convert bvlcalexnet-9.onnx --to-opset 17 -o bvlcalexnet-17.onnx",
         "zoo-convert --builtin alexnet --input-shape 1,3,224,224 -o alexnet-synthetic.onnx",
+        "zoo-convert lenet.prototxt --synthetic-weights --weights-seed 7 -o lenet-synthetic.onnx",
     ],
     exit_codes={0: "converted: the model was checked and written"},
 )
@@ -223,14 +243,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
                    "end-padded). Default: faithful to Caffe.")
 @click.option("--emit-caffe2", type=click.Path(path_type=Path), metavar="DIR",
               help="Also write the intermediate predict_net.pb, init_net.pb and value_info.json.")
+@synthetic_options("scaled for inputs uniform in [-1, 1], their softmax neither uniform nor saturated")
 @allow_non_finite_option
 @optimize_option
 @run_reporting_errors
 def main(model, weights, builtin, init_net, value_info, opset, output, input_shapes, names,
-         dynamic_batch, compat, emit_caffe2, allow_non_finite, optimize) -> None:  # noqa: ANN001
+         dynamic_batch, compat, emit_caffe2, synthetic_weights, weights_seed, allow_non_finite,
+         optimize) -> None:  # noqa: ANN001
     """Convert a Caffe model, a Caffe2 NetDef pair, an ONNX model or a built-in model to ONNX.
 
-    MODEL is a Caffe deploy .prototxt (then WEIGHTS is its .caffemodel or .caffemodel.h5), a
+    MODEL is a Caffe deploy .prototxt (then WEIGHTS is its .caffemodel or .caffemodel.h5, or
+    --synthetic-weights makes seeded ones), a
     Caffe2 predict_net.pb (with --init-net), or an .onnx model to move to another opset (up or
     down, for the classic CNN operators; a node whose meaning a step cannot keep is refused by
     name). Caffe models pass through a Caffe2 NetDef. Every model is checked by onnx.checker with
@@ -241,7 +264,8 @@ def main(model, weights, builtin, init_net, value_info, opset, output, input_sha
     opset_info(opset)  # reject an unknown opset before any work
     if optimize:
         check_opset(opset, str(output))
-    spec = source_spec(model, weights, builtin, init_net, value_info)
+    spec = source_spec(model, weights, builtin, init_net, value_info, synthetic_weights=synthetic_weights,
+                       weights_seed=weights_seed)
     try:
         result = api.convert_source(spec, options)
     except OptimizeError as exc:

@@ -189,10 +189,12 @@ class Lineage:
 def settings_dict(*, target_opset: int, compat: str | None = None, names: str = "zoo",
                   input_shape: Iterable[int] | None = None, dynamic_batch: bool = False,
                   quantization: Mapping[str, Any] | None = None,
-                  optimize: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  optimize: Mapping[str, Any] | None = None,
+                  synthetic_weights: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``zooforge.settings`` object; ``quantization`` only for quantized models
     (build it with :func:`quantization_settings`), ``optimize`` only for optimized ones (the
-    onnxoptimizer version, its passes and zooforge's steps around them)."""
+    onnxoptimizer version, its passes and zooforge's steps around them), ``synthetic_weights``
+    only for models whose weights zooforge made (seed, input_std, logit_std)."""
     settings: dict[str, Any] = {
         "target_opset": int(target_opset),
         "compat": compat,
@@ -204,6 +206,8 @@ def settings_dict(*, target_opset: int, compat: str | None = None, names: str = 
         settings["quantization"] = dict(quantization)
     if optimize is not None:
         settings["optimize"] = dict(optimize)
+    if synthetic_weights is not None:
+        settings["synthetic_weights"] = dict(synthetic_weights)
     return settings
 
 

@@ -1,6 +1,7 @@
 """The built-in AlexNet through the files a user would keep: the NetDef pair written by
 ``--emit-caffe2`` converts back to the same ONNX model (only the recorded lineage differs: each
-names the files it was read from), labelled synthetic both times, and
+names the files it was read from, and only the first, made where the weights are, records their
+seed and scale), labelled synthetic both times, and
 the streamed ONNX writer produces a model that onnx's own checker accepts from disk."""
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def test_builtin_alexnet_netdef_roundtrip_is_byte_identical(tmp_path: Path, onnx
     settings = [dict(lin.settings) for lin in lineages]
     assert settings[0].pop("input_shape") == (1, 3, 224, 224)  # given on the command line
     assert settings[1].pop("input_shape") is None                 # taken from value_info.json
+    made = settings[0].pop("synthetic_weights")  # how the weights were made: known where they are made
+    assert made["seed"] == 2012 and made["logit_std"] == 4.0 and "synthetic_weights" not in settings[1]
     assert settings[0] == settings[1] and all(lin.synthetic for lin in lineages)
     for m in (first, second):
         del m.metadata_props[:]

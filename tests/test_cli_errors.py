@@ -281,3 +281,44 @@ def test_every_command_says_its_version_and_exits_0():
         result = CliRunner().invoke(entry.load(), ["--version"], prog_name=entry.name)
         assert result.exit_code == 0, (entry.name, result.output)
         assert result.output == f"{entry.name} (zooforge) {metadata.version('zooforge')}\n"
+
+
+# --synthetic-weights / --weights-seed misuse: (arguments after the prototxt, or instead of it; mentions)
+SYNTHETIC_MISUSE = {
+    "seed-without-flag": (["{prototxt}", "--weights-seed", "3"], ["--weights-seed", "--synthetic-weights"]),
+    "with-weights": (["{prototxt}", "{weights}", "--synthetic-weights"], ["give no WEIGHTS", "lenet_iter_10000"]),
+    "with-builtin": (["--builtin", "alexnet", "--synthetic-weights"], ["--synthetic-weights", "built-in"]),
+    "no-model": (["--synthetic-weights"], ["needs a .prototxt MODEL"]),
+    "onnx-model": (["{onnx}", "--synthetic-weights"], ["not an ONNX model", "m.onnx"]),
+    "netdef-pair": (["{onnx}", "--init-net", "{weights}", "--synthetic-weights"], ["not a NetDef pair"]),
+    "negative-seed": (["{prototxt}", "--synthetic-weights", "--weights-seed", "-1"], ["--weights-seed"]),
+    "word-seed": (["{prototxt}", "--synthetic-weights", "--weights-seed", "seven"], ["--weights-seed"]),
+}
+
+
+@pytest.mark.parametrize("case", list(SYNTHETIC_MISUSE))
+def test_synthetic_weights_misuse_is_one_sentence(case, lenet, tmp_path, out_dir):
+    template, mentions = SYNTHETIC_MISUSE[case]
+    names = {"prototxt": lenet[0], "weights": lenet[1], "onnx": tmp_path / "m.onnx"}
+    result = convert(*(arg.format(**names) for arg in template), "-o", out_dir / "m.onnx")
+    assert_clean_failure(result, out_dir, *mentions)
+
+
+def test_synthetic_weights_for_a_type_zooforge_cannot_synthesize(lenet, tmp_path, out_dir):
+    text = lenet[0].read_text()
+    anchor = 'layer {\n  name: "pool1"'
+    foo = 'layer {\n  name: "mystery"\n  type: "Foo"\n  bottom: "conv1"\n  top: "conv1"\n}\n'
+    prototxt = tmp_path / "lenet_foo.prototxt"
+    prototxt.write_text(text.replace(anchor, foo + anchor, 1))
+    result = convert(prototxt, "--synthetic-weights", "-o", out_dir / "m.onnx")
+    assert_clean_failure(result, out_dir, "'mystery'", "'Foo'")
+
+
+def test_synthetic_weights_beyond_what_a_caffemodel_holds(lenet, tmp_path, out_dir):
+    """ip1 asked for 10^9 outputs of 800 inputs: refused by name before any value is drawn."""
+    text = lenet[0].read_text()
+    assert text.count("num_output: 500") == 1
+    prototxt = tmp_path / "lenet_huge.prototxt"
+    prototxt.write_text(text.replace("num_output: 500", "num_output: 1000000000"))
+    result = convert(prototxt, "--synthetic-weights", "-o", out_dir / "m.onnx")
+    assert_clean_failure(result, out_dir, "'ip1'", "InnerProduct", "1000000000x800", "2 GiB")

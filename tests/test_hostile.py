@@ -525,6 +525,44 @@ def test_package_option_refusals(lenet, tmp_path, args, mention):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("case", ["seed-alone", "with-weights", "default-builtin", "builtin", "onnx", "netdef",
+                                  "seed-too-big"])
+def test_package_synthetic_weights_misuse(lenet, tmp_path, case):
+    """--synthetic-weights is for a prototxt without WEIGHTS; --weights-seed needs it: refused before any work,
+    --out never created, the user's files untouched."""
+    prototxt, weights = lenet
+    onnx_model = prototxt.with_name("m.onnx")
+    onnx_model.write_bytes(b"not read")
+    args, mention = {
+        "seed-alone": ([prototxt, "--weights-seed", "1"], "--weights-seed"),
+        "with-weights": ([prototxt, weights, "--synthetic-weights"], "give no WEIGHTS"),
+        "default-builtin": (["--synthetic-weights"], "needs a .prototxt MODEL"),
+        "builtin": (["--builtin", "alexnet", "--synthetic-weights", "--weights-seed", "2"], "built-in"),
+        "onnx": ([onnx_model, "--synthetic-weights"], "not an ONNX model"),
+        "netdef": ([onnx_model.with_name("predict_net.pb"), "--init-net", weights, "--synthetic-weights"],
+                   "not a NetDef pair"),
+        "seed-too-big": ([prototxt, "--synthetic-weights", "--weights-seed", str(2**64)], "--weights-seed"),
+    }[case]
+    before = snapshot(prototxt.parent)
+    assert_refused(invoke(package_cli.main, [*args, "--out", tmp_path / "r", "-q"]), mention)
+    assert not (tmp_path / "r").exists()
+    assert snapshot(prototxt.parent) == before
+
+
+def test_package_synthetic_weights_keep_the_test_input_seed_apart(lenet, tmp_path):
+    """--seed seeds the test inputs, --weights-seed the weights: a release made with each differs where it should."""
+    prototxt, _ = lenet
+    base = [prototxt, "--synthetic-weights", "--name", "lenet", "--opsets", "12", "--test-sets", "1", "--quantize",
+            "none", "--input-range", "0,1", "-q"]
+    for name, extra in (("a", []), ("b", ["--seed", "5"]), ("c", ["--weights-seed", "5"])):
+        result = invoke(package_cli.main, [*base, *extra, "--out", tmp_path / name])
+        assert result.exit_code == 0, result.output
+    model = {name: (tmp_path / name / "lenet-12.onnx").read_bytes() for name in "abc"}
+    archive = {name: (tmp_path / name / "lenet-12.tar.gz").read_bytes() for name in "abc"}
+    assert model["a"] == model["b"] and archive["a"] != archive["b"]  # other test inputs, same weights
+    assert model["a"] != model["c"]                                   # other weights
+
+
 @pytest.mark.parametrize("args,mention", [
     (["--rtol", "-1"], "--rtol"), (["--atol", "nan"], "--atol"), (["--runtime", "tensorrt"], "--runtime")])
 def test_validate_option_refusals(shared, args, mention):

@@ -492,7 +492,8 @@ def test_bad_epoch_is_an_error(shared, tmp_path):
 
 def test_builtin_alexnet_release_states_synthetic_weights(tmp_path):
     """The full-size built-in AlexNet at one opset with one test set (the full release runs in CI):
-    named, tagged, shaped and with its feature port as the hub's bvlcalexnet-12 entry (test_hub_manifest)."""
+    named, tagged, shaped and with its feature port as the hub's bvlcalexnet-12 entry (test_hub_manifest),
+    its tags then saying synthetic-weights (the hub's entry has trained weights)."""
     from test_hub_manifest import HUB_ALEXNET_12
 
     out = tmp_path / "alexnet"
@@ -500,12 +501,14 @@ def test_builtin_alexnet_release_states_synthetic_weights(tmp_path):
                              extra_ports=(("features", "fc7_1"),))
     build_release(builtin_source("alexnet", api.ConvertOptions(names="zoo")), options, out)
     (entry,) = json.loads((out / "manifest.json").read_text())
-    assert {key: entry["metadata"].get(key, entry.get(key)) for key in HUB_ALEXNET_12} == HUB_ALEXNET_12
+    hub = {**HUB_ALEXNET_12, "tags": [*HUB_ALEXNET_12["tags"], "synthetic-weights"]}
+    assert {key: entry["metadata"].get(key, entry.get(key)) for key in HUB_ALEXNET_12} == hub
     text = (out / "README.md").read_text()
     assert text.startswith("# AlexNet\n") and "**Synthetic weights.**" in text
     assert "Caffe BVLC AlexNet ==> Caffe2 AlexNet ==> ONNX AlexNet" in text
     assert "data_0: float[1, 3, 224, 224]" in text and "prob_1: float[1, 1000]" in text
     assert "The weights are synthetic" in text and "None: the weights are synthetic" in text
+    assert "(seed 2012, scaled for inputs of standard deviation 73.9 and logits of standard deviation 4;" in text
     assert "|AlexNet| " in text and "| 1.7 | 12 |" in text
     assert (out / "bvlcalexnet-12.onnx").stat().st_size > 200 * 2**20
     records = json.loads((out / "parity.json").read_text())

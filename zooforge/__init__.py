@@ -81,12 +81,15 @@ def convert(model: StrPath | None = None, weights: StrPath | None = None, *, out
             value_info: StrPath | None = None, names: Literal["zoo", "caffe"] = "zoo",
             input_shapes: InputShapes = None, dynamic_batch: bool = False, compat: Literal["zoo"] | None = None,
             allow_non_finite: bool = False, optimize: bool = False,
-            emit_caffe2: StrPath | None = None) -> Conversion | OnnxConversion:
+            emit_caffe2: StrPath | None = None, synthetic_weights: bool = False,
+            weights_seed: int | None = None) -> Conversion | OnnxConversion:
     """Convert a model to ONNX at ``to_opset``, as ``zoo-convert`` does; write it if ``output`` is given.
 
     The source is a Caffe ``model`` (deploy .prototxt) with its ``weights`` (.caffemodel or
     .caffemodel.h5), a Caffe2 predict_net ``model`` with ``init_net`` (and ``value_info``), an .onnx
     ``model`` to move to another opset, or a ``builtin`` model ("alexnet", synthetic weights).
+    ``synthetic_weights=True`` gives a .prototxt ``model`` (no ``weights``) seeded synthetic weights
+    (``weights_seed``, default 0; scaled for inputs in [-1, 1]), labelled synthetic in the model.
     ``input_shapes`` is one shape (N, C, H, W) or a mapping of input name to shape; ``optimize`` runs
     onnxoptimizer's inference-exact passes (opset 7 or newer), parity-checked. Returns the
     conversion, its model in memory (``.model``, ``.onnx_model``); raises :class:`ZooforgeError`.
@@ -98,7 +101,9 @@ def convert(model: StrPath | None = None, weights: StrPath | None = None, *, out
     opset_info(to_opset)  # refuse an unknown opset before any work
     options = api.ConvertOptions(to_opset, names, _shapes(input_shapes), dynamic_batch, compat, allow_non_finite,
                                  optimize)
-    result = api.convert_source(source_spec(model, weights, builtin, init_net, value_info), options)
+    spec = source_spec(model, weights, builtin, init_net, value_info, synthetic_weights=synthetic_weights,
+                       weights_seed=weights_seed)
+    result = api.convert_source(spec, options)
     if output is not None:
         result.save(output, emit_caffe2)
     elif emit_caffe2 is not None:
@@ -109,13 +114,15 @@ def convert(model: StrPath | None = None, weights: StrPath | None = None, *, out
 def package(model: StrPath | None = None, weights: StrPath | None = None, *, out: StrPath = "release",
             builtin: str | None = None, init_net: StrPath | None = None, value_info: StrPath | None = None,
             input_shapes: InputShapes = None, compat: Literal["zoo"] | None = None, allow_non_finite: bool = False,
+            synthetic_weights: bool = False, weights_seed: int | None = None,
             options: ReleaseOptions | None = None, **settings: Any) -> ReleaseSummary:  # noqa: ANN401
     """Build a complete release into ``out``, as ``zoo-package`` does (the built-in AlexNet by default).
 
     The source is named as for :func:`convert`. ``options`` (a :class:`ReleaseOptions`), or its
     fields as keywords (``name``, ``opsets``, ``quantize``, ``test_sets``, ``optimize``, ...), set the
     release; the test inputs' range defaults to the source's (Caffe-range pixels for the built-in
-    AlexNet). ``out`` is replaced only once the new release is complete and every variant matches
+    AlexNet). ``synthetic_weights`` and ``weights_seed`` are :func:`convert`'s, the weights scaled for
+    the test inputs' range (the ``recipe``'s, default [-1, 1]). ``out`` is replaced only once the new release is complete and every variant matches
     its source. Returns the summary (files written, parity figures); raises :class:`ZooforgeError`.
     """
     from dataclasses import replace
@@ -128,7 +135,10 @@ def package(model: StrPath | None = None, weights: StrPath | None = None, *, out
 
     convert_options = api.ConvertOptions(names="zoo", input_shapes=_shapes(input_shapes), compat=compat,
                                          allow_non_finite=allow_non_finite)
-    spec = source_spec(model, weights, builtin, init_net, value_info, default_builtin="alexnet")
+    recipe = settings.get("recipe", options.recipe if options is not None else None)
+    spec = source_spec(model, weights, builtin, init_net, value_info, default_builtin="alexnet",
+                       synthetic_weights=synthetic_weights, weights_seed=weights_seed,
+                       input_range=None if recipe is None else (recipe.low, recipe.high))
     source = release_source(spec, convert_options)
     if options is None:
         settings.setdefault("recipe", InputRecipe(0, *source.input_range))

@@ -178,7 +178,17 @@ _SETTING_WORDS: tuple[tuple[str, Callable[[Any, bool], str | None]], ...] = (
     ("compat", lambda v, full: f"compat {v}"),
     ("input_shape", lambda v, full: "input " + "x".join(str(d) for d in v)),
     ("dynamic_batch", lambda v, full: "dynamic batch" if v else None),
+    ("synthetic_weights", lambda v, full: _synthetic_words(v)),
 )
+
+
+def _synthetic_words(made: Any) -> str:  # noqa: ANN401 - a JSON value from a stamp
+    """``synthetic weights seed 0 (input std 0.5774, logit std 2)``; an odd value as JSON."""
+    if isinstance(made, dict) and {"seed", "input_std", "logit_std"} <= set(made) and \
+            all(isinstance(made[key], (int, float)) for key in ("seed", "input_std", "logit_std")):
+        return (f"synthetic weights seed {made['seed']} (input std {made['input_std']:.4g}, "
+                f"logit std {made['logit_std']:g})")
+    return f"synthetic_weights {canonical_json(made)}"
 
 
 def _words(values: dict[str, Any], table, full: bool) -> list[str]:  # noqa: ANN001

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -35,7 +36,9 @@ def main(file: Path, release: Path | None, full: bool) -> None:
         if found.lineage is not None:
             click.echo(f"lineage: {found.lineage.line}")
             if found.lineage.synthetic:
-                click.echo("weights: SYNTHETIC (seeded random parameters, not trained values)")
+                made = found.lineage.settings.get("synthetic_weights")
+                seed = f", seed {made['seed']}" if isinstance(made, Mapping) and "seed" in made else ""
+                click.echo(f"weights: SYNTHETIC (seeded random parameters, not trained values{seed})")
     for warning in found.warnings:
         click.echo(f"warning: {warning}", err=True)
     if found.step is None:

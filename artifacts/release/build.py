@@ -64,6 +64,9 @@ class StaleBuildWarning(UserWarning):
     """Leftovers of a killed build were removed, or a signal came after the release was complete."""
 
 
+SYNTHETIC_TAG = "synthetic-weights"  # the manifest's tag of every entry whose weights zooforge made
+
+
 @dataclass(frozen=True)
 class ReleaseOptions:
     name: str = "bvlcalexnet"
@@ -265,7 +268,8 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
         parity_lines.append(_parity_line(stem, packed.report))
         release = opset_info(opset).onnx_release.removesuffix(".0")
         entries.append(_hub_entry(options, title, title, packed, release, opset, graph,
-                                  {name: variant.large[name].shape for name in large}, required=stem))
+                                  {name: variant.large[name].shape for name in large}, required=stem,
+                                  synthetic=source.synthetic))
         rows.append(TableRow(title, packed.model_path.name, packed.model_path.stat().st_size,
                              packed.archive.name, packed.archive.stat().st_size, release, opset))
         summary.files += [packed.model_path, packed.archive]
@@ -315,7 +319,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
             )
             release = opset_info(QUANTIZATION_OPSET).onnx_release.removesuffix(".0")
             entries.append(_hub_entry(options, f"{title}-{fmt}", title, packed, release, QUANTIZATION_OPSET,
-                                      _header(packed.model_path), {}))
+                                      _header(packed.model_path), {}, synthetic=source.synthetic))
             rows.append(TableRow(f"{title}-{fmt}", packed.model_path.name, packed.model_path.stat().st_size,
                                  packed.archive.name, packed.archive.stat().st_size, release, QUANTIZATION_OPSET))
             summary.files += [packed.model_path, packed.archive]
@@ -332,7 +336,7 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
         title=title, rows=rows, lineage=source.lineage,
         source_digests={path.name: sha256_file(path) for path in source.files.values()},
         inputs=_ports(graph, large, "inputs"), outputs=_ports(graph, large, "outputs"),
-        parity=parity_lines, synthetic=source.synthetic,
+        parity=parity_lines, synthetic=source.synthetic, synthetic_settings=source.synthetic_settings,
         notes=_notes(source, options), comparison=comparison,
         **section_facts(options, source, graph, sample_files, summary.parity,
                         quant_base.name if quant_base is not None and quant_base.parent == root
@@ -348,9 +352,10 @@ def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Prog
 
 
 def _hub_entry(options: ReleaseOptions, name: str, title: str, packed: _Packed, release: str, opset: int,
-               graph: onnx.ModelProto, external: dict[str, tuple[int, ...]], required: str | None = None) -> dict:
+               graph: onnx.ModelProto, external: dict[str, tuple[int, ...]], required: str | None = None,
+               synthetic: bool = False) -> dict:
     """The manifest entry of ``packed``, named ``name``, tagged with ``title``'s own tag as the hub tags
-    its models (quantized ones too). Each ``--extra-port`` tensor with a known shape is listed; one
+    its models (quantized ones too), then with ``SYNTHETIC_TAG`` if its weights are synthetic. Each ``--extra-port`` tensor with a known shape is listed; one
     that an fp32 variant (``required``, its stem) does not compute at all fails the build."""
     names = [tensor for _, tensor in options.extra_ports]
     if required is not None:
@@ -361,7 +366,8 @@ def _hub_entry(options: ReleaseOptions, name: str, title: str, packed: _Packed, 
                                    "(name one its graph computes, e.g. with the zoo's names fc7_1)")
     shapes = tensor_shapes(graph, external, names) if names else {}
     artifact = Artifact(name, packed.model_path, packed.archive, release, opset,
-                        (*options.tags, model_tag(title)), options.extra_ports)
+                        (*options.tags, model_tag(title), *((SYNTHETIC_TAG,) if synthetic else ())),
+                        options.extra_ports)
     return manifest_entry(artifact, packed.model_path.parent, graph, tuple(external), options.model_path_prefix,
                           shapes)
 
@@ -375,7 +381,8 @@ def _settings(source: ReleaseSource, opset: int, quantization: dict | None = Non
     if isinstance(shape, dict):
         shape = next(iter(shape.values()))
     return settings_dict(target_opset=opset, compat=options.compat, names=options.names, input_shape=shape,
-                         dynamic_batch=options.dynamic_batch, quantization=quantization, optimize=optimize)
+                         dynamic_batch=options.dynamic_batch, quantization=quantization, optimize=optimize,
+                         synthetic_weights=source.synthetic_settings)
 
 
 def _fp32_parents(source: ReleaseSource, root: Path, sources: tuple[SourceFile, ...]) -> tuple[ParentRef, ...]:
@@ -399,7 +406,8 @@ def _write_provenance(root: Path, options: ReleaseOptions, source: ReleaseSource
     subjects = dict(lineages)
     caffe2 = root / "caffe2"
     if caffe2.is_dir():
-        translated = Lineage(" ==> ".join(source.lineage[:2]), sources, (), {}, source.synthetic)
+        made = {"synthetic_weights": source.synthetic_settings} if source.synthetic_settings else {}
+        translated = Lineage(" ==> ".join(source.lineage[:2]), sources, (), made, source.synthetic)
         for path in sorted(caffe2.iterdir()):
             subjects[path.relative_to(root).as_posix()] = translated
     statements = [

@@ -21,7 +21,7 @@ from zooforge.artifacts.validation.parity import Tolerance
 from zooforge.converters import api
 from zooforge.converters.cli import (
     FiniteFloat, allow_non_finite_option, optimize_option, parse_input_shapes, run_reporting_errors, source_options, source_spec,
-    zoo_command,
+    synthetic_options, zoo_command,
 )
 
 
@@ -81,6 +81,7 @@ def _name(value: str) -> str:
         "zoo-package deploy.prototxt bvlc_alexnet.caffemodel --name bvlcalexnet --out release/",
         "zoo-package lenet.prototxt lenet_iter_10000.caffemodel --name lenet --input-range 0,1 --dynamic-batch",
         "zoo-package bvlcalexnet-9.onnx --name bvlcalexnet --opsets 7,12,17",
+        "zoo-package lenet.prototxt --synthetic-weights --weights-seed 7 --name lenet --input-range 0,1 --opsets 9,12",
     ],
     exit_codes={0: "built: every variant matches the source; the release is in place",
                 2: "bad input or usage, or a variant fails parity (named); --out is left as it was"},
@@ -136,6 +137,8 @@ def _name(value: str) -> str:
               help="The source model's readme: its text becomes the README's Description.")
 @click.option("--license", "license_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="FILE", help="The source model's licence text, included under the README's License.")
+@synthetic_options("scaled for the --input-range (default -1,1), their softmax neither uniform nor "
+                   "saturated; manifest, README and provenance say synthetic. --seed seeds the test inputs only")
 @allow_non_finite_option
 @optimize_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
@@ -144,7 +147,7 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
          out, test_sets,
          seed, input_range, rtol, atol, quantize, calibration, calibration_samples, eval_dataset, preprocess,
          eval_limit, measure_speed, sign_key, title, extra_ports, model_path_prefix: str, description,
-         license_file, allow_non_finite, optimize, quiet) -> None:  # noqa: ANN001
+         license_file, synthetic_weights, weights_seed, allow_non_finite, optimize, quiet) -> None:  # noqa: ANN001
     """Build a complete model release: every opset variant with test data, tarballs, README table,
     manifest, checksums and a parity report. Every variant must match the source model (the Caffe2
     executor for Caffe and NetDef sources, the source model for ONNX) or nothing is written.
@@ -158,7 +161,8 @@ def main(model, weights, builtin, init_net, value_info, name, opsets, input_shap
     name = _name(name)
     parsed_opsets = _opsets(opsets)
     parsed_range = _input_range(input_range) if input_range else None
-    spec = source_spec(model, weights, builtin, init_net, value_info, default_builtin="alexnet")
+    spec = source_spec(model, weights, builtin, init_net, value_info, default_builtin="alexnet",
+                       synthetic_weights=synthetic_weights, weights_seed=weights_seed, input_range=parsed_range)
     source = release_source(spec, options)
     low, high = parsed_range or source.input_range
     release = ReleaseOptions(

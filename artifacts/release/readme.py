@@ -47,6 +47,7 @@ class ReleaseFacts:
     outputs: Sequence[tuple[str, list]]
     parity: Sequence[str]                   # one line per variant
     synthetic: bool
+    synthetic_settings: dict | None = None  # seed, input_std and logit_std of weights zooforge made
     notes: Sequence[str] = field(default_factory=tuple)
     comparison: str | None = None           # e.g. the int8 accuracy/speed sentence
     description: str | None = None          # the source's readme text (--description)
@@ -124,6 +125,12 @@ def render_readme(facts: ReleaseFacts) -> str:
         lines.append("Not given (zoo-package --description FILE includes the source model's readme).")
     if facts.synthetic:
         lines += ["", "The weights are synthetic: seeded and deterministic, not trained."]
+        if made := facts.synthetic_settings:
+            mean = f"mean {made['input_mean']:.4g} and " if made.get("input_mean") else ""
+            lines[-1] = lines[-1][:-1] + (
+                f" (seed {made['seed']}, scaled for inputs of {mean}standard deviation {made['input_std']:.4g} and "
+                f"logits of standard deviation {made['logit_std']:g}; the same prototxt and seed give the same "
+                "weights).")
     lines += _heading(lines, 3, "Dataset")
     lines += [f"- {line}" for line in facts.dataset] or (
         ["None: the weights are synthetic, and no dataset was used."] if facts.synthetic else

@@ -21,7 +21,7 @@ from zooforge.converters.caffe2.netdef import Caffe2Model
 from zooforge.converters.caffe2.translate import translate
 from zooforge.converters.errors import InputFileError
 from zooforge.converters.onnx.model import OnnxModel
-from zooforge.converters.sources import SourceSpec
+from zooforge.converters.sources import SourceSpec, SyntheticWeights
 from zooforge.versioning.convert import convert_opset, model_opset
 from zooforge.versioning.runtime import run_model
 
@@ -37,6 +37,7 @@ class ReleaseSource:
     options: api.ConvertOptions = field(default_factory=api.ConvertOptions)
     input_range: tuple[float, float] = (-1.0, 1.0)  # default range of the uniform test inputs
     about: str | None = None        # what zooforge says of a built-in model (the README's Description)
+    synthetic_settings: dict | None = None  # seed and scale of weights zooforge made (the lineage's settings)
 
     @property
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -76,7 +77,7 @@ def caffe_source(prototxt: Path, weights: Path, options: api.ConvertOptions) -> 
 
 
 def builtin_source(name: str, options: api.ConvertOptions) -> ReleaseSource:
-    from zooforge.converters.builtin import builtin_model, load_builtin
+    from zooforge.converters.builtin import builtin_model, builtin_settings, load_builtin
 
     model = builtin_model(name)
     net = load_builtin(name, options.input_shapes)
@@ -84,8 +85,19 @@ def builtin_source(name: str, options: api.ConvertOptions) -> ReleaseSource:
     return ReleaseSource(  # titled as the zoo titles it (AlexNet), its lineage as the zoo's README gives it
         title=net.name, lineage=[f"Caffe {caffe_title}", f"Caffe2 {net.name}", f"ONNX {net.name}"],
         files={"prototxt": model.prototxt}, synthetic=True, caffe2=translate(net), options=options,
-        about=f"zooforge's built-in {name}: {model.description}",
+        about=f"zooforge's built-in {name}: {model.description}", synthetic_settings=builtin_settings(name),
         input_range=(-128.0, 128.0) if name == "alexnet" else (-1.0, 1.0),  # Caffe-range pixels
+    )
+
+
+def synthetic_source(prototxt: Path, synthetic: SyntheticWeights, options: api.ConvertOptions) -> ReleaseSource:
+    """A prototxt with seeded synthetic weights, scaled for the release's test inputs."""
+    net = api.read_synthetic(prototxt, synthetic, options)
+    name = net.name or Path(prototxt).parent.name
+    return ReleaseSource(
+        title=name, lineage=[f"Caffe {name}", f"Caffe2 {name}", f"ONNX {name}"],
+        files={"prototxt": Path(prototxt)}, synthetic=True, caffe2=translate(net), options=options,
+        input_range=synthetic.input_range, synthetic_settings=api.synthetic_settings(synthetic),
     )
 
 
@@ -115,6 +127,7 @@ _SOURCES = {
     "netdef": lambda spec, options: netdef_source(spec.model, spec.init_net, spec.value_info, options),
     "onnx": lambda spec, options: onnx_source(spec.model, options),
     "caffe": lambda spec, options: caffe_source(spec.model, spec.weights, options),
+    "synthetic": lambda spec, options: synthetic_source(spec.model, spec.synthetic, options),
 }
 
 

@@ -5,7 +5,11 @@ from zooforge.converters.builtin.models import (
     BuiltinModel,
     UnknownBuiltinModelError,
     builtin_model,
+    builtin_settings,
     load_builtin,
+    load_synthetic,
+    synthetic_scale,
+    synthetic_settings,
 )
 from zooforge.converters.builtin.synthetic import WeightScale, skeleton_net, synthetic_weights
 
@@ -15,7 +19,11 @@ __all__ = [
     "UnknownBuiltinModelError",
     "WeightScale",
     "builtin_model",
+    "builtin_settings",
     "load_builtin",
+    "load_synthetic",
+    "synthetic_scale",
+    "synthetic_settings",
     "skeleton_net",
     "synthetic_weights",
 ]

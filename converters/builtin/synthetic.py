@@ -17,6 +17,10 @@ convolutions / inner products followed by ReLUs:
   neither uniform nor saturated;
 * biases are small (standard deviation 5% of the layer's output scale), but never zero, so a bias
   that a converter drops or misplaces shows in the outputs.
+* inputs that are not centred on zero (``input_mean``, e.g. pixels in [0, 1]) would give every
+  filter of a layer reading them an input-independent response ``input_mean * sum(w)`` that drowns
+  the differences between inputs as well; such a layer's bias cancels it (for a layer with a bias
+  term), so ``input_std`` is then the inputs' spread about their mean.
 
 Output shapes are followed with ``zooforge.converters.caffe2.translate.Translation`` (the executor's shape
 rules), so the translators check every synthesized blob shape against the one they expect.
@@ -40,13 +44,15 @@ from zooforge.converters.caffe.params import spatial
 from zooforge.converters.caffe.upgrade import upgrade_net
 from zooforge.converters.caffe.weights import WeightTable
 from zooforge.converters.caffe2.translate import TRANSLATORS, Translation, check_blob_counts
-from zooforge.converters.errors import UnsupportedLayerError
+from zooforge.converters.errors import CaffeModelError, UnsupportedLayerError
 
 Shape = tuple[int, ...]
 
 _RELU_GAIN = math.sqrt(2.0)  # He: Var(relu(z)) second moment is Var(z) / 2
 _CENTRED_GAIN = math.sqrt(2.0 * math.pi / (math.pi - 1.0))  # Var(relu(z)) = Var(z) (1 - 1/pi) / 2
 _BIAS_FRACTION = 0.05
+# At most what a .caffemodel can hold (protobuf's 2 GiB): float32 values of all blobs together.
+MAX_SYNTHETIC_VALUES = 2**31 // 4
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class WeightScale:
 
     ``input_std`` is the typical standard deviation of the net's input values (Caffe-preprocessed
     ImageNet images, BGR 0-255 minus the mean, are roughly uniform in [-128, 128]: 128/sqrt(3));
+    (with a non-zero ``input_mean``: their standard deviation about that mean);
     ``logit_std`` is the standard deviation aimed at for the outputs of the final weighted layer,
     assuming the layers before it keep the activations' scale; normalising layers shrink it (with
     AlexNet's two LRNs the measured logits have about 0.5-0.7 times ``logit_std``).
@@ -62,6 +69,7 @@ class WeightScale:
 
     input_std: float = 1.0
     logit_std: float = 2.0
+    input_mean: float = 0.0  # the inputs' mean, cancelled by the bias of each layer reading them
 
 
 def synthetic_weights(
@@ -94,7 +102,9 @@ def synthetic_weights(
             bottoms = [t.shape(blob) for blob in layer.bottoms]
             rng = _layer_generator(seed, layer.name)
             reads_input = any(blob in net.inputs for blob in layer.bottoms)
-            blobs = _make_blobs(layer, bottoms, rng, scale, layer.name in final, reads_input)
+            budget = MAX_SYNTHETIC_VALUES - sum(b.size for blobs in table.values() for b in blobs)
+            blobs = _make_blobs(layer, bottoms, _Budgeted(rng, budget, layer), scale, layer.name in final,
+                                reads_input)
             if blobs:
                 table[layer.name] = blobs
             layer = dataclasses.replace(layer, blobs=blobs)
@@ -110,6 +120,25 @@ def skeleton_net(net_param: Any, input_shapes: InputShapes = None, source: str =
     return build_net(net_param, empty, input_shapes, source=source, weights_source="<no weights>")
 
 
+class _Budgeted:
+    """A layer's generator that refuses to draw more values than the net's remaining budget."""
+
+    def __init__(self, rng: np.random.Generator, budget: int, layer: CaffeLayer) -> None:
+        self.rng, self.budget, self.layer = rng, budget, layer
+
+    def random(self, *, out: np.ndarray, dtype: type) -> None:
+        self.rng.random(out=out, dtype=dtype)
+
+    def take(self, shape: Shape) -> None:
+        count = math.prod(shape)
+        if count > self.budget:
+            raise CaffeModelError(
+                f"layer '{self.layer.name}' ({self.layer.type}) needs {count} weight values of shape "
+                f"{'x'.join(map(str, shape))}; synthetic weights stop at {MAX_SYNTHETIC_VALUES} values in all "
+                "(2 GiB, what a .caffemodel can hold)")
+        self.budget -= count
+
+
 def _layer_generator(seed: int, name: str) -> np.random.Generator:
     key = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode("utf-8")),))
     return np.random.Generator(np.random.PCG64(key))
@@ -117,6 +146,8 @@ def _layer_generator(seed: int, name: str) -> np.random.Generator:
 
 def _uniform(rng: np.random.Generator, shape: Shape, low: float, high: float) -> np.ndarray:
     """Uniform float32 values in [low, high), drawn and scaled in place."""
+    if isinstance(rng, _Budgeted):
+        rng.take(shape)
     out = np.empty(shape, dtype=np.float32)
     rng.random(out=out.reshape(-1), dtype=np.float32)
     out *= np.float32(high - low)
@@ -169,7 +200,10 @@ def _make_blobs(
             view -= view.mean(axis=unit_axes, keepdims=True)
         blobs = [w]
         if b_shape is not None:
-            blobs.append(_symmetric(rng, b_shape, _BIAS_FRACTION * out_std))
+            bias = _symmetric(rng, b_shape, _BIAS_FRACTION * out_std)
+            if reads_input and scale.input_mean:
+                bias -= np.float32(scale.input_mean) * _unit_sums(layer, w)
+            blobs.append(bias)
         return blobs
 
     channels = x[1] if len(x) > 1 else 1
@@ -226,6 +260,22 @@ def _filter_geometry(
     shape = (channels, p.num_output // group, kh, kw)
     units = (group, channels // group, p.num_output // group, kh, kw)
     return shape, bias, fan_in, (units, (1, 3, 4))
+
+
+def _unit_sums(layer: CaffeLayer, w: np.ndarray) -> np.ndarray:
+    """Each output unit's sum of weights: its response to a constant input of 1 (away from padding)."""
+    if layer.type == "InnerProduct":
+        return w.sum(axis=0 if layer.param.inner_product_param.transpose else 1, dtype=np.float64).astype(np.float32)
+    if layer.type == "Convolution":
+        return w.reshape(w.shape[0], -1).sum(axis=1, dtype=np.float64).astype(np.float32)
+    # Deconvolution, blob (C, out/group, kh, kw): output o of group g sums the rows of group g over
+    # the kernel taps that land on it, about kh*kw / (sh*sw) of them.
+    p = layer.param.convolution_param
+    sh, sw = spatial(p, "stride", 1, f"layer '{layer.name}' ({layer.type})")
+    group = max(p.group, 1)
+    channels, per_group = w.shape[0], w.shape[1]
+    grouped = w.reshape(group, channels // group, per_group, -1).sum(axis=(1, 3), dtype=np.float64)
+    return (grouped.reshape(-1) / (sh * sw)).astype(np.float32)
 
 
 def _span(x: Shape, axis: int, num_axes: int) -> Shape:
