@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,9 @@ class Family:
     slow: bool = False  # over ~30 s for its opsets on 2 cores (measured; see the module table)
     needs: str = ""  # layer types another change adds: the family fails until that is merged
     residual_gain: float = 1.0  # factor on the Scale layers feeding a residual sum (see _damp_residuals)
+    # SSD: a DetectionOutput confidence_threshold replacing the published one (in a copy of the
+    # prototxt) where synthetic scores leave OpenCV with no detections at the published threshold
+    confidence_threshold: float | None = None
 
     @property
     def prototxt(self) -> Path:
@@ -83,7 +86,7 @@ FAMILIES = (
     Family("mobilenet_v1"),
     Family("mobilenet_v2"),
     Family("resnet50", residual_gain=RESIDUAL_GAIN),
-    Family("resnet101", residual_gain=RESIDUAL_GAIN),
+    Family("resnet101", slow=True, residual_gain=RESIDUAL_GAIN),
     Family("resnet152", slow=True, residual_gain=RESIDUAL_GAIN),
     Family("densenet121"),
     Family("places365_googlenet"),
@@ -112,7 +115,7 @@ class Prepared:
     reference: dict[str, np.ndarray]
     spread: dict[str, float]  # OpenCV's own float32 spread: Winograd vs direct convolution, per top
     seconds: float
-    conversions: dict[int, object] = field(default_factory=dict)
+    prototxt: Path  # the published file, or its copy with ``confidence_threshold`` replaced
 
 
 PREPARED: dict[tuple[Path, str], Prepared] = {}
@@ -155,13 +158,25 @@ def _damp_residuals(net, table: dict, gain: float) -> dict:
             for name, blobs in table.items()}
 
 
-def _opencv(family: Family, caffemodel: Path, feeds: np.ndarray, tops: tuple[str, ...], net,
+def _prototxt(family: Family, folder: Path) -> Path:
+    """The family's prototxt, or a copy of it with its confidence threshold replaced."""
+    if family.confidence_threshold is None:
+        return family.prototxt
+    text, count = re.subn(r"confidence_threshold: *[0-9.eE+-]+", f"confidence_threshold: {family.confidence_threshold}",
+                          family.prototxt.read_text())
+    assert count == 1, f"{family.prototxt}: {count} confidence_threshold fields, expected 1"
+    copy = folder / "deploy.prototxt"
+    copy.write_text(text)
+    return copy
+
+
+def _opencv(prototxt: Path, caffemodel: Path, feeds: np.ndarray, tops: tuple[str, ...], net,
             winograd: bool = False) -> dict[str, np.ndarray]:
     """OpenCV's values of ``tops``."""
     cv2 = pytest.importorskip("cv2")
     if not hasattr(cv2.dnn, "readNetFromCaffe"):
         pytest.skip(f"OpenCV {cv2.__version__} has no Caffe importer (removed in 5.0)")
-    reader = cv2.dnn.readNetFromCaffe(str(family.prototxt), str(caffemodel))
+    reader = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
     reader.enableWinograd(winograd)
     reader.setInput(feeds)
     layers = [_producer(net, top) for top in tops]
@@ -174,17 +189,20 @@ def prepare(family: Family, tmp_path_factory: pytest.TempPathFactory) -> Prepare
     key = (tmp_path_factory.getbasetemp(), family.name)
     if key not in PREPARED:
         start = time.perf_counter()
-        net = parse_prototxt(family.prototxt)
-        caffemodel = tmp_path_factory.mktemp(family.name) / "synthetic.caffemodel"
+        folder = tmp_path_factory.mktemp(family.name)
+        prototxt = _prototxt(family, folder)
+        net = parse_prototxt(prototxt)
+        caffemodel = folder / "synthetic.caffemodel"
         write_caffemodel(_damp_residuals(net, synthetic_weights(net, SEED), family.residual_gain), caffemodel)
         (shape,) = describe_inputs(net, source=str(family.prototxt)).values()
         rng = np.random.default_rng(zlib.crc32(family.name.encode()))
         feeds = rng.uniform(-np.sqrt(3), np.sqrt(3), shape).astype(np.float32)  # std 1: WeightScale's input
         tops = _compared_tops(family, net)
-        reference = _opencv(family, caffemodel, feeds, tops, net)
-        winograd = _opencv(family, caffemodel, feeds, tops, net, winograd=True)
+        reference = _opencv(prototxt, caffemodel, feeds, tops, net)
+        winograd = _opencv(prototxt, caffemodel, feeds, tops, net, winograd=True)
         spread = {top: relative_error(winograd[top], reference[top], top) for top in tops if top != "detection_out"}
-        PREPARED[key] = Prepared(family, caffemodel, feeds, tops, reference, spread, time.perf_counter() - start)
+        PREPARED[key] = Prepared(family, caffemodel, feeds, tops, reference, spread, time.perf_counter() - start,
+                                 prototxt)
     return PREPARED[key]
 
 
@@ -218,22 +236,31 @@ def relative_error(ours: np.ndarray, ref: np.ndarray, where: str) -> float:
 
 
 def detection_rows(rows: np.ndarray) -> np.ndarray:
-    """DetectionOutput's rows ``[image, label, score, x0, y0, x1, y1]`` without the padding rows
-    (image id -1), sorted by image, label and descending score."""
+    """DetectionOutput's rows ``[image, label, score, x0, y0, x1, y1]`` without padding: Caffe pads
+    with image id -1, OpenCV 4.14 with all-zero rows (measured: 100 of them on MobileNet-SSD when no
+    score passes the threshold); a real detection scores above the threshold, so above 0."""
     rows = np.asarray(rows, np.float64).reshape(-1, 7)
-    rows = rows[rows[:, 0] >= 0]
-    return rows[np.lexsort((-rows[:, 2], rows[:, 1], rows[:, 0]))]
+    return rows[(rows[:, 0] >= 0) & (rows[:, 2] > 0)]
 
 
 def check_detections(ours: np.ndarray, ref: np.ndarray, where: str) -> float:
-    """Same detections: image and label exact, score and box within ``DETECTION_TOLERANCE``."""
+    """The same detections in any order: each of OpenCV's rows has its own row of ours with the same
+    image and label whose score and box are within ``DETECTION_TOLERANCE`` (matched greedily, closest
+    first, so near-equal scores that round into another order still pair up)."""
     ours, ref = detection_rows(ours), detection_rows(ref)
     assert len(ref), f"{where}: OpenCV found no detections; pick a seed or threshold that gives some"
-    assert ours.shape == ref.shape, f"{where}: {len(ours)} detections, OpenCV {len(ref)}"
-    assert np.array_equal(ours[:, :2], ref[:, :2]), f"{where}: image/label columns differ from OpenCV's"
-    error = float(np.max(np.abs(ours[:, 2:] - ref[:, 2:])))
-    assert error <= DETECTION_TOLERANCE, f"{where}: score/box error {error:.3g} > {DETECTION_TOLERANCE}"
-    return error
+    assert len(ours) == len(ref), f"{where}: {len(ours)} detections, OpenCV {len(ref)}"
+    same = (ours[:, None, :2] == ref[None, :, :2]).all(axis=2)
+    distance = np.where(same, np.abs(ours[:, None, 2:] - ref[None, :, 2:]).max(axis=2), np.inf)
+    worst = 0.0
+    for _ in range(len(ref)):
+        i, j = np.unravel_index(np.argmin(distance), distance.shape)
+        assert distance[i, j] <= DETECTION_TOLERANCE, (
+            f"{where}: OpenCV's detection {ref[j].round(5).tolist()} has no match within {DETECTION_TOLERANCE} "
+            f"(closest: {distance[i, j]:.3g})")
+        worst = max(worst, float(distance[i, j]))
+        distance[i, :], distance[:, j] = np.inf, np.inf
+    return worst
 
 
 def _cases() -> list:
@@ -252,7 +279,7 @@ def test_family_matches_opencv(family: Family, opset: int, tmp_path_factory: pyt
     row[f"opset{opset}"] = "failed" + (f" (needs {family.needs})" if family.needs else "")
     prepared = prepare(family, tmp_path_factory)
     start = time.perf_counter()
-    conversion = convert_caffe(family.prototxt, prepared.caffemodel, ConvertOptions(opset=opset))
+    conversion = convert_caffe(prepared.prototxt, prepared.caffemodel, ConvertOptions(opset=opset))
     ours = _run(conversion.onnx_model, prepared.feeds, prepared.tops)
     errors = {}
     for top in prepared.tops:
