@@ -13,13 +13,15 @@ SSD families compare the ``mbox_loc``/``mbox_conf_flatten``/``mbox_priorbox`` to
 detection rows (label exact, score and box to 1e-4).
 
 OpenCV runs with Winograd convolution off (its Winograd 3x3 convolutions round differently from a
-direct convolution; measured 1e-5 to 2e-4 relative on these nets). Both OpenCV and onnxruntime
-compute in float32, and on the deeper nets (ResNet-50 and deeper, GoogLeNet) the two differ by
-slightly more than 1e-5 through rounding alone: measured against a float64 run of the same NetDef,
-onnxruntime is the closer of the two (ResNet-50 logits: onnxruntime 4.9e-6, OpenCV 7.2e-6 from
-float64; GoogLeNet-Places365: 1.1e-5 and 1.4e-5). Such a miss is an expected failure (xfail, the
-numbers in its reason) when it is within OpenCV's own float32 spread -- the difference between its
-Winograd and its direct outputs -- and a failure when it is larger.
+direct convolution; measured 1e-5 to 2e-2 relative on these nets). Both OpenCV and onnxruntime
+compute in float32, and on the deep plain nets (GoogLeNet, VGG16, FCN-8s) they differ by slightly
+more than 1e-5 through rounding alone: the synthetic weights keep each layer's signal variance but
+let a perturbation's variance grow by pi / (pi - 1) per ReLU layer, so rounding differences grow
+about 1.2x a layer (measured on VGG16: 4e-7 after pool1, 1.1e-5 after pool5). Against a float64
+run of the same NetDef, onnxruntime is the closer of the two (GoogLeNet-Places365 logits:
+onnxruntime 1.1e-5, OpenCV 1.4e-5; ResNet-50 undamped: 4.9e-6 and 7.2e-6). Such a miss is an
+expected failure (xfail, both numbers in its reason) when it is within OpenCV's own float32
+spread -- the difference between its Winograd and its direct outputs -- and a failure when larger.
 
 Run with ``-s`` for a table of family x opset: max relative error and seconds.
 """
@@ -43,6 +45,7 @@ from zooforge.converters.api import ConvertOptions, convert_caffe
 from zooforge.converters.builtin import synthetic_weights
 from zooforge.converters.caffe.loader import describe_inputs, parse_prototxt
 from zooforge.converters.caffe.weights import write_caffemodel
+from zooforge.converters.errors import UnsupportedLayerError
 
 MODELS = Path(__file__).parent / "models"
 TOLERANCE = 1e-5
@@ -64,7 +67,7 @@ class Family:
 
     name: str
     ssd: bool = False
-    slow: bool = False  # over ~30 s for its opsets on 2 cores (measured; see the module table)
+    slow: bool = False  # measured 17-70 s for its two opsets (the quick run's budget is tight)
     needs: str = ""  # layer types another change adds: the family fails until that is merged
     residual_gain: float = 1.0  # factor on the Scale layers feeding a residual sum (see _damp_residuals)
     # SSD: a DetectionOutput confidence_threshold replacing the published one (in a copy of the
@@ -153,7 +156,7 @@ def _damp_residuals(net, table: dict, gain: float) -> dict:
     summed = {bottom for layer in net.layer if layer.type == "Eltwise" for bottom in layer.bottom}
     summed |= {bottom for layer in net.layer if layer.type == "Axpy" for bottom in layer.bottom[1:]}
     damped = {layer.name for layer in net.layer if layer.type == "Scale" and summed.intersection(layer.top)}
-    assert damped, "residual_gain set for a net without Scale layers feeding an Eltwise"
+    assert damped, "residual_gain set for a net without Scale layers feeding a residual sum"
     return {name: [blob * np.float32(gain) for blob in blobs] if name in damped else blobs
             for name, blobs in table.items()}
 
@@ -277,7 +280,12 @@ def test_family_matches_opencv(family: Family, opset: int, tmp_path_factory: pyt
     """zooforge's ONNX model in onnxruntime gives OpenCV's outputs (and logits / SSD heads)."""
     row = TABLE.setdefault(family.name, {})
     row[f"opset{opset}"] = "failed" + (f" (needs {family.needs})" if family.needs else "")
-    prepared = prepare(family, tmp_path_factory)
+    try:
+        prepared = prepare(family, tmp_path_factory)
+    except UnsupportedLayerError as exc:
+        if not family.needs:
+            raise
+        pytest.fail(f"{family.name} needs {family.needs}, which another change adds: {exc}", pytrace=False)
     start = time.perf_counter()
     conversion = convert_caffe(prepared.prototxt, prepared.caffemodel, ConvertOptions(opset=opset))
     ours = _run(conversion.onnx_model, prepared.feeds, prepared.tops)
