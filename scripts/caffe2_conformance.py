@@ -25,10 +25,13 @@ from real_caffe2.conformance import TABLE, render_table, run_case  # noqa: E402
 
 
 class _Folders:
-    """The one method of pytest's TempPathFactory that ``prepare`` uses."""
+    """The two methods of pytest's TempPathFactory that ``prepare`` uses."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def getbasetemp(self) -> Path:
+        return self.root
 
     def mktemp(self, name: str) -> Path:
         return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.root))

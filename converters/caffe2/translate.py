@@ -735,7 +735,7 @@ def _argmax(t: Translation, layer: CaffeLayer) -> None:
 def _normalize(t: Translation, layer: CaffeLayer) -> None:
     """``x / sqrt(sum of x^2 + eps) * scale``: the sum over the channels of each position, or over
     all of an item (``across_spatial``); the scale is one value (``channel_shared``) or one per
-    channel. Sqr, ReduceSum, Add, Sqrt, Div (NumPy broadcasting) and Mul on real Caffe2."""
+    channel. Mul, ReduceSum, Add, Sqrt, Div (NumPy broadcasting) and Mul on real Caffe2."""
     p = layer.param.norm_param
     x = layer.bottoms[0]
     shape = t.shape(x)
@@ -746,7 +746,7 @@ def _normalize(t: Translation, layer: CaffeLayer) -> None:
         raise CaffeModelError(f"{t.where}: eps {p.eps:g} must be a finite number of at least 0")
     scale = _normalize_scale(t, layer, shape[1])
     axes = list(range(1, len(shape))) if p.across_spatial else [1]
-    squares = t.add("Sqr", [x], [t.temp("sqr")])
+    squares = t.add("Mul", [x, x], [t.temp("sqr")])  # not Sqr: the historical frontend passes Sqr on to ONNX
     total = t.add("ReduceSum", [squares], [t.temp("sum")], axes=axes, keepdims=1)
     if p.eps:
         total = _chain(t, total, t.temp("sum_eps"), [("Add", float(p.eps))], "eps")
