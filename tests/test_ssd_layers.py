@@ -100,7 +100,9 @@ def test_batch_of_two_per_position_is_refused_before_opset_7(tmp_path) -> None:
     prototxt, weights = _normalize_net(tmp_path, "across_spatial: false channel_shared: false",
                                        np.full(4, 20, np.float32))
     net = load_caffe(prototxt, weights, {"data": (2, 4, 9, 11)})
-    with pytest.raises(ExportError, match=r"^Div 'conv4_3_norm_\d+': .*before opset 7 cannot express$"):
+    with pytest.raises(ExportError, match=r"^layer 'conv4_3_norm' \(Normalize\): Div 'conv4_3_norm_\d+': shape "
+                                          r"\[2, 1, 9, 11\] broadcasts onto \[2, 4, 9, 11\] in a way ONNX before "
+                                          r"opset 7 cannot express$"):
         convert_caffe_net(net, ConvertOptions(opset=6))
 
 

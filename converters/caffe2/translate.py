@@ -39,6 +39,7 @@ class Translation:
         self.layer: CaffeLayer | None = None
         self._used_blobs = 0
         self._op_names: set[str] = set()  # unique: the historical frontend makes them ONNX node names
+        self.origins: dict[str, str] = {}  # operator name -> the Caffe layer it comes from
         # Caffe allows any blob name ("_<layer>_<suffix>" too): helper blobs must not take one.
         self._taken: set[str] = {*net.inputs, *(b for layer in net.layers for b in (*layer.bottoms, *layer.tops))}
 
@@ -61,6 +62,8 @@ class Translation:
             raise CaffeModelError(f"{self.where}: {_strip_operator_prefix(str(exc), op)}") from None
         self.shapes.update({name: shapes[name] for name in outputs})
         self.predict.op.append(op)
+        if self.layer:
+            self.origins[name] = self.where
         return outputs[0]
 
     def weight(self, suffix: str, array: np.ndarray) -> str:
@@ -186,7 +189,7 @@ def translate(net: CaffeNet) -> Caffe2Model:
     t.predict.external_output.extend(net.outputs)
     if net.synthetic_weights:
         t.predict.arg.append(make_arg(SYNTHETIC_ARG, 1))
-    return Caffe2Model(t.predict, t.weights, dict(net.inputs))
+    return Caffe2Model(t.predict, t.weights, dict(net.inputs), origins=t.origins)
 
 
 # -- layer translators --------------------------------------------------------------------------
