@@ -43,7 +43,7 @@ class Caffe2Model:
     metadata: dict[str, str] = field(default_factory=dict)
     # Which Caffe layer each operator comes from (operator name -> "layer 'x' (Type)"), so that an
     # export refusal names the layer; empty for NetDefs read from files.
-    origins: dict[str, str] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def synthetic_weights(self) -> bool:
