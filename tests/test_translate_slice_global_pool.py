@@ -28,8 +28,8 @@ OTHER = np.random.default_rng(12).normal(size=X.shape).astype(np.float32)
 
 # The README's "Supported Caffe layers" (input layers aside), in Python's sorted order.
 SUPPORTED = ("AbsVal, ArgMax, BNLL, BatchNorm, Bias, Concat, Convolution, Crop, Deconvolution, Dropout, ELU, "
-             "Eltwise, Exp, Flatten, InnerProduct, LRN, Log, PReLU, Pooling, Power, ReLU, Reshape, Scale, Sigmoid, "
-             "Slice, Softmax, Split, TanH")
+             "Eltwise, Exp, Flatten, InnerProduct, LRN, Log, Normalize, PReLU, Pooling, Power, PriorBox, ReLU, "
+             "Reshape, Scale, Sigmoid, Slice, Softmax, Split, TanH")
 
 
 def test_an_unknown_layer_type_is_refused_with_every_supported_type() -> None:
