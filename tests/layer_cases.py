@@ -223,6 +223,81 @@ def _pool_ref(kind: str, k: int, s: int, p: int, ceil: bool = True) -> Reference
 
 # -- the cases -------------------------------------------------------------------------------------
 
+
+# -- SSD's Normalize and PriorBox (issue 13): transcriptions of weiliu89/caffe (branch ssd) ------
+
+def _normalize_ref(across: bool, eps: float = 1e-10) -> Reference:
+    """normalize_layer.cpp Forward_cpu: per item, norm = sqrt(sum of x^2 + eps) over the whole item
+    (across_spatial) or per position over the channels; then x / norm times scale (one or per channel)."""
+
+    def ref(feeds: Feeds, table: WeightTable) -> dict[str, np.ndarray]:
+        x = feeds["data"].astype(np.float64)
+        scale = table["layer"][0].astype(np.float64).reshape(-1)
+        out = np.empty_like(x)
+        for n in range(x.shape[0]):
+            item = x[n].reshape(x.shape[1], -1)  # (channels, spatial)
+            if across:
+                y = item / math.sqrt(float(np.sum(item * item)) + eps)
+            else:
+                norms = np.sqrt(np.sum(item * item, axis=0) + eps)
+                y = item / norms[None, :]
+            y = y * scale[0] if scale.size == 1 else y * scale[:, None]
+            out[n] = y.reshape(x.shape[1:])
+        return {"y": out}
+
+    return ref
+
+
+def _prior_box_ref(mins: tuple[float, ...], maxes: tuple[float, ...] = (), ratios: tuple[float, ...] = (),
+                   flip: bool = True, clip: bool = False, variance: tuple[float, ...] = (),
+                   img: tuple[int, int] | None = None, step: tuple[float, float] | None = None,
+                   offset: float = 0.5) -> Reference:
+    """prior_box_layer.cpp Forward_cpu, element by element: float centres and sizes (``int`` min
+    and max sizes), each coordinate in double stored as float, clip, then the variance half."""
+    f32 = np.float32
+
+    def ref(feeds: Feeds, table: WeightTable) -> dict[str, np.ndarray]:
+        layer_h, layer_w = feeds["data"].shape[2:]
+        img_h, img_w = img or feeds["image"].shape[2:]
+        step_h, step_w = (f32(step[0]), f32(step[1])) if step else (f32(f32(img_h) / f32(layer_h)),
+                                                                    f32(f32(img_w) / f32(layer_w)))
+        ars = [f32(1.0)]
+        for ar in ratios:
+            if all(abs(f32(ar) - known) >= 1e-6 for known in ars):
+                ars.append(f32(ar))
+                if flip:
+                    ars.append(f32(1.0 / float(f32(ar))))
+        data: list[float] = []
+
+        def box(cx: np.float32, cy: np.float32, bw: float, bh: float) -> None:
+            bw, bh = float(f32(bw)), float(f32(bh))
+            data.extend([(float(cx) - bw / 2.0) / img_w, (float(cy) - bh / 2.0) / img_h,
+                         (float(cx) + bw / 2.0) / img_w, (float(cy) + bh / 2.0) / img_h])
+
+        for h in range(layer_h):
+            for w in range(layer_w):
+                cx = f32(f32(f32(w) + f32(offset)) * step_w)
+                cy = f32(f32(f32(h) + f32(offset)) * step_h)
+                for s, min_size in enumerate(mins):
+                    side = int(f32(min_size))
+                    box(cx, cy, side, side)
+                    if maxes:
+                        root = math.sqrt(side * int(f32(maxes[s])))
+                        box(cx, cy, root, root)
+                    for ar in ars:
+                        if abs(float(ar) - 1.0) < 1e-6:
+                            continue
+                        box(cx, cy, side * float(np.sqrt(ar)), side / float(np.sqrt(ar)))
+        corners = np.array(data, np.float32)
+        if clip:
+            corners = np.minimum(np.maximum(corners, f32(0)), f32(1))
+        values = variance or (0.1,)
+        var = np.array([values[i % len(values)] for i in range(corners.size)], np.float32)
+        return {"y": np.stack([corners, var]).reshape(1, 2, -1).astype(np.float64)}
+
+    return ref
+
+
 def _conv(params: str, type_: str = "Convolution") -> str:
     return _layer(type_, f"convolution_param {{ {params} }}")
 
@@ -510,6 +585,98 @@ CASES += [
           + _layer("Flatten", "flatten_param { axis: 1 end_axis: -1 }", bottoms=("p",), name="flat"),
           reference=_permute_ref((0, 2, 3, 1), flatten=True)),
 ]
+
+# -- SSD's Normalize and PriorBox (issue 13) ------------------------------------------------------
+
+def _norm(params: str) -> str:
+    return _layer("Normalize", f"norm_param {{ {params} }}")
+
+
+_IMAGE = (1, 3, 300, 300)
+_OPENCV_ACROSS_PER_CHANNEL = ("OpenCV's across_spatial Normalize takes only a shared scale "
+                              "(it asserts one scale per C * H * W value)")
+_MOBILENET_VAR = "variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2"
+
+
+def _prior(params: str) -> str:
+    return _layer("PriorBox", f"prior_box_param {{ {params} }}", bottoms=("data", "image"))
+
+
+def _shared_scale_1d(table: WeightTable) -> WeightTable:
+    return {"layer": [table["layer"][0].reshape(1)]}
+
+
+SSD_CASES: list[Case] = [
+    # Normalize: SSD's conv4_3_norm (per position over channels, one scale per channel), and the rest
+    _case("normalize-spatial-per-channel", _norm("across_spatial: false channel_shared: false"),
+          reference=_normalize_ref(False)),
+    _case("normalize-across-shared", _norm("across_spatial: true channel_shared: true"),
+          reference=_normalize_ref(True)),
+    _case("normalize-spatial-shared", _norm("across_spatial: false channel_shared: true"),
+          reference=_normalize_ref(False)),
+    _case("normalize-across-per-channel", _norm("across_spatial: true channel_shared: false"),
+          reference=_normalize_ref(True),
+          opencv_skip=_OPENCV_ACROSS_PER_CHANNEL),
+    _case("normalize-shared-blob-1d", _norm("across_spatial: false channel_shared: true"),
+          weights=_shared_scale_1d, reference=_normalize_ref(False)),
+    # eps inside the square root: 0.05 against sums of squares of about 4 * 0.01
+    _case("normalize-spatial-eps0.05", _norm("across_spatial: false channel_shared: false eps: 0.05"),
+          reference=_normalize_ref(False, 0.05), low=-0.2, high=0.2),
+    _case("priorbox-mobilenet-conv11",
+          _prior(f"min_size: 60.0 aspect_ratio: 2.0 flip: true clip: false {_MOBILENET_VAR} offset: 0.5"),
+          inputs={"data": (1, 8, 19, 19), "image": _IMAGE},
+          reference=_prior_box_ref((60.0,), ratios=(2.0,), variance=(0.1, 0.1, 0.2, 0.2))),
+    _case("priorbox-mobilenet-conv13",
+          _prior(f"min_size: 105.0 max_size: 150.0 aspect_ratio: 2.0 aspect_ratio: 3.0 flip: true clip: false "
+                 f"{_MOBILENET_VAR} offset: 0.5"),
+          inputs={"data": (1, 8, 10, 10), "image": _IMAGE},
+          reference=_prior_box_ref((105.0,), (150.0,), (2.0, 3.0), variance=(0.1, 0.1, 0.2, 0.2))),
+    # VGG SSD300's conv4_3 priors: step 8 on a 38 x 38 map
+    _case("priorbox-vgg-conv4-step8",
+          _prior(f"min_size: 30.0 max_size: 60.0 aspect_ratio: 2 flip: true clip: false {_MOBILENET_VAR} "
+                 "step: 8 offset: 0.5"),
+          inputs={"data": (1, 4, 38, 38), "image": _IMAGE},
+          reference=_prior_box_ref((30.0,), (60.0,), (2.0,), variance=(0.1, 0.1, 0.2, 0.2), step=(8.0, 8.0))),
+    _case("priorbox-clip-one-variance",
+          _prior("min_size: 100 max_size: 200 aspect_ratio: 2 flip: true clip: true variance: 0.2"),
+          inputs={"data": (1, 8, 5, 5), "image": _IMAGE},
+          reference=_prior_box_ref((100.0,), (200.0,), (2.0,), clip=True, variance=(0.2,))),
+    _case("priorbox-no-flip-step-hw-offset",
+          _prior("min_size: 40 aspect_ratio: 2 aspect_ratio: 3 flip: false clip: false variance: 0.1 "
+                 "step_h: 60 step_w: 50 offset: 0.3"),
+          inputs={"data": (1, 8, 5, 6), "image": (1, 3, 300, 250)},
+          reference=_prior_box_ref((40.0,), ratios=(2.0, 3.0), flip=False, variance=(0.1,), step=(60.0, 50.0),
+                                   offset=0.3)),
+    # 2 and 0.5 (flipped 2) and 1 are one ratio each: 3 priors per cell
+    _case("priorbox-repeated-ratios",
+          _prior("min_size: 50 aspect_ratio: 2 aspect_ratio: 0.5 aspect_ratio: 1 flip: true clip: false "
+                 "variance: 0.1"),
+          inputs={"data": (1, 8, 4, 7), "image": (1, 3, 120, 200)},
+          reference=_prior_box_ref((50.0,), ratios=(2.0, 0.5, 1.0), variance=(0.1,))),
+    _case("priorbox-img-hw",
+          _prior("min_size: 32 aspect_ratio: 2 flip: true clip: false variance: 0.1 img_h: 320 img_w: 240"),
+          inputs={"data": (1, 8, 5, 5), "image": _IMAGE},
+          reference=_prior_box_ref((32.0,), ratios=(2.0,), variance=(0.1,), img=(320, 240)),
+          opencv_skip="OpenCV ignores img_size/img_h/img_w (it always reads the image bottom's size)"),
+    _case("priorbox-two-min-sizes",
+          _prior("min_size: 30 min_size: 60 max_size: 60 max_size: 90 aspect_ratio: 2 flip: true clip: false "
+                 "variance: 0.1"),
+          inputs={"data": (1, 8, 5, 5), "image": _IMAGE},
+          reference=_prior_box_ref((30.0, 60.0), (60.0, 90.0), (2.0,), variance=(0.1,)),
+          opencv_skip="OpenCV's PriorBox takes one min_size and one max_size"),
+    _case("priorbox-fractional-min-size",
+          _prior("min_size: 45.7 aspect_ratio: 2 flip: true clip: false variance: 0.1"),
+          inputs={"data": (1, 8, 5, 5), "image": _IMAGE},
+          reference=_prior_box_ref((45.7,), ratios=(2.0,), variance=(0.1,)),
+          opencv_skip="OpenCV keeps a fractional min_size (45.7); Caffe truncates it to int (45)"),
+    _case("priorbox-default-variance",
+          _prior("min_size: 60 aspect_ratio: 2 flip: true clip: false"),
+          inputs={"data": (1, 8, 5, 5), "image": _IMAGE},
+          reference=_prior_box_ref((60.0,), ratios=(2.0,)),
+          opencv_skip="OpenCV requires variance (Caffe's default is 0.1)"),
+]
+
+CASES += SSD_CASES
 
 assert len({case.id for case in CASES}) == len(CASES)
 

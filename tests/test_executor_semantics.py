@@ -84,6 +84,10 @@ COMPUTED: dict[str, tuple[str, dict, dict, int, dict]] = {
     "elu-default-alpha": ("Elu", {"x": X}, {}, 1, {}),
     "scale": ("Scale", {"x": X}, {}, 1, dict(scale=2.5)),
     "sqr": ("Sqr", {"x": X}, {}, 1, {}),
+    "sqrt": ("Sqrt", {"x": X * X}, {}, 1, {}),  # SSD's Normalize (issue 13)
+    "reducesum-axes-1-3": ("ReduceSum", {"x": X}, {}, 1, dict(axes=[1, 3])),
+    "reducesum-negative-axis-flat": ("ReduceSum", {"x": X}, {}, 1, dict(axes=[-3], keepdims=0)),
+    "reducesum-all-default": ("ReduceSum", {"x": X}, {}, 1, {}),
     "add-float64-weight": ("Add", {"x": X}, {"w": _f(11, dtype=np.float64)}, 1, {}),
     "sum-float64-weight": ("Sum", {"x": X}, {"w": _f(1, 4, 10, 11, dtype=np.float64)}, 1, {}),
     "flatten-axis-2": ("Flatten", {"x": X}, {}, 1, dict(axis=2)),
@@ -176,6 +180,8 @@ REFUSED: dict[str, tuple[str, dict, dict, int, str, dict, str]] = {
                           "inputs must share one shape, found [[1, 4, 10, 11], [1, 4, 10, 10]]"),
     "reshape-that-does-not-fit": ("Reshape", {"x": X}, {}, 2, "", dict(shape=[7, -1]),
                                   "cannot reshape [1, 4, 10, 11] to [7, -1]"),
+    "reducesum-axis-out-of-range": ("ReduceSum", {"x": X}, {}, 1, "", dict(axes=[4]),  # SSD's Normalize (issue 13)
+                                    "ReduceSum axes [4] are out of range for a 4-D input"),
 
 }
 

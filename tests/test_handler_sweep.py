@@ -136,6 +136,11 @@ CASES: dict[str, Case] = {
     "flatten-default": ("Flatten", {"x": X}, {}, 1, 1, {}),
     "split-default-axis": ("Split", {"x": X}, {}, 3, 3, {}),
     "argmax-default": ("ArgMax", {"x": X}, {}, 1, 1, {}),
+    # -- SSD's Normalize (issue 13) ------------------------------------------------------------------
+    "sqrt": ("Sqrt", {"x": POS}, {}, 1, 1, {}),
+    "reducesum-axis1-keepdims": ("ReduceSum", {"x": X}, {}, 1, 1, dict(axes=[1], keepdims=1)),
+    "reducesum-negative-axes-flat": ("ReduceSum", {"x": X}, {}, 1, 1, dict(axes=[-1, 1], keepdims=0)),
+    "reducesum-default-all": ("ReduceSum", {"x": X}, {}, 1, 1, {}),
 }
 
 # Cases an opset cannot express: refused below this opset, with the reason's words.

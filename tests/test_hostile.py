@@ -447,6 +447,83 @@ def test_extra_weight_blob_and_wrong_shape_of_the_right_size(lenet, tmp_path):
                    "layer 'ip1'", "shape [800, 500]", "expected [500, 800]")
 
 
+# -- 5b. SSD's Normalize and PriorBox parameters Caffe rejects (issue 13) -----------------------
+
+_SSD_NET = """name: "ssd-head"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 4 dim: 38 dim: 38 } } }
+layer { name: "conv4_3_norm" type: "Normalize" bottom: "data" top: "conv4_3_norm"
+  norm_param { across_spatial: false channel_shared: false } }
+layer { name: "conv4_3_norm_mbox_priorbox" type: "PriorBox" bottom: "conv4_3_norm" bottom: "data"
+  top: "conv4_3_norm_mbox_priorbox"
+  prior_box_param { min_size: 30 max_size: 60 aspect_ratio: 2 flip: true clip: false
+    variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 step: 8 offset: 0.5 } }
+"""
+
+SSD_EDITS = {
+    # case: (old text, new text, what the sentence must name)
+    "prior-box-no-min-size": ("min_size: 30 max_size: 60", "max_size: 60",
+                              ("layer 'conv4_3_norm_mbox_priorbox' (PriorBox)", "min_size is required")),
+    "prior-box-max-below-min": ("min_size: 30 max_size: 60", "min_size: 30 max_size: 20",
+                                ("layer 'conv4_3_norm_mbox_priorbox' (PriorBox)",
+                                 "max_size 20 must be greater than min_size 30")),
+    "prior-box-variance-2": ("variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2", "variance: 0.1 variance: 0.2",
+                             ("layer 'conv4_3_norm_mbox_priorbox' (PriorBox)", "2 variance values; Caffe takes 1 or 4")),
+    "prior-box-variance-3": ("variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2",
+                             "variance: 0.1 variance: 0.1 variance: 0.2",
+                             ("layer 'conv4_3_norm_mbox_priorbox' (PriorBox)", "3 variance values; Caffe takes 1 or 4")),
+    "prior-box-offset-h": ("step: 8 offset: 0.5", "step: 8 offset_h: 0.5 offset_w: 0.5",
+                           ("layer 'conv4_3_norm_mbox_priorbox' (PriorBox)", "offset_h", "cannot be converted")),
+    "prior-box-one-bottom": ('bottom: "conv4_3_norm" bottom: "data"', 'bottom: "conv4_3_norm"',
+                             ("layer 'conv4_3_norm_mbox_priorbox' (PriorBox)", "takes 2 bottom blob(s)")),
+    "normalize-negative-eps": ("channel_shared: false }", "channel_shared: false eps: -1e-3 }",
+                               ("layer 'conv4_3_norm' (Normalize)", "eps -0.001 must be a finite number of at least 0")),
+    "normalize-nan-eps": ("channel_shared: false }", "channel_shared: false eps: nan }",
+                          ("layer 'conv4_3_norm' (Normalize)", "eps nan must be a finite number")),
+    "normalize-shared-but-blob-per-channel": ("channel_shared: false }", "channel_shared: true }",
+                                              ("layer 'conv4_3_norm' (Normalize)",
+                                               "weight blob 0 has shape [4], expected []")),
+}
+
+
+def _ssd_files(tmp_path: Path, text: str, blobs: list[np.ndarray]) -> tuple[Path, Path]:
+    prototxt, weights = tmp_path / "ssd.prototxt", tmp_path / "ssd.caffemodel"
+    prototxt.write_text(text)
+    write_caffemodel({"conv4_3_norm": blobs}, weights)
+    return prototxt, weights
+
+
+def test_ssd_head_converts(tmp_path):
+    prototxt, weights = _ssd_files(tmp_path, _SSD_NET, [np.full(4, 20, np.float32)])
+    result = convert(prototxt, weights, "-o", tmp_path / "m.onnx")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "m.onnx").is_file()
+
+
+@pytest.mark.parametrize("case", list(SSD_EDITS))
+def test_ssd_parameter_caffe_rejects(tmp_path, case):
+    old, new, mentions = SSD_EDITS[case]
+    assert old in _SSD_NET, old
+    prototxt, weights = _ssd_files(tmp_path, _SSD_NET.replace(old, new, 1), [np.full(4, 20, np.float32)])
+    assert_refused(convert(prototxt, weights, "-o", tmp_path / "m.onnx"), *mentions)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("blob", [np.full(3, 20, np.float32), np.full((2, 2), 20, np.float32)], ids=["3", "2x2"])
+def test_normalize_scale_of_the_wrong_shape(tmp_path, blob):
+    prototxt, weights = _ssd_files(tmp_path, _SSD_NET, [blob])
+    assert_refused(convert(prototxt, weights, "-o", tmp_path / "m.onnx"),
+                   "layer 'conv4_3_norm' (Normalize)", f"weight blob 0 has shape {list(blob.shape)}", "expected [4]")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_normalize_batch_of_two_at_opset_6_names_the_layer_and_opset_7(tmp_path):
+    prototxt, weights = _ssd_files(tmp_path, _SSD_NET, [np.full(4, 20, np.float32)])
+    assert_refused(convert(prototxt, weights, "--input-shape", "data=2,4,38,38", "--to-opset", 6,
+                           "-o", tmp_path / "m.onnx"),
+                   "layer 'conv4_3_norm' (Normalize): Div 'conv4_3_norm_", "before opset 7 cannot express")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 # -- 6. ONNX input checked at its declared opset ------------------------------------------------
 
 def _onnx_case(tmp_path: Path, case: str) -> Path:

@@ -226,6 +226,10 @@ def _make_blobs(
             return []
         p = layer.param.bias_param
         return [_symmetric(rng, _span(x, p.axis, p.num_axes), _BIAS_FRACTION * hidden_std)]
+    if kind == "Normalize":
+        # SSD's scale (issue 13): Caffe's shape () when channel_shared, else (C,); SSD starts it at 20
+        shape = () if layer.param.norm_param.channel_shared else (channels,)
+        return [_uniform(rng, shape, 10.0, 30.0)]
     raise UnsupportedLayerError(f"{where}: zooforge cannot synthesize weights for this layer type")
 
 

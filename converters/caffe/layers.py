@@ -18,5 +18,5 @@ DROPPED_LAYER_TYPES = frozenset(
 # Layers whose parameters are learned and stored in the weights file.
 WEIGHTED_LAYER_TYPES = frozenset(
     {"Convolution", "Deconvolution", "InnerProduct", "PReLU", "BatchNorm", "Scale", "Bias",
-     "ConvolutionDepthwise"}
+     "ConvolutionDepthwise", "Normalize"}  # Normalize: SSD's (issue 13), one scale blob
 )

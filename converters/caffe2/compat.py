@@ -59,7 +59,7 @@ def zoo_compat(model: Caffe2Model) -> tuple[Caffe2Model, list[Deviation]]:
         for key in ("pad", "pads", "pad_t", "pad_l", "pad_b", "pad_r"):
             _drop_arg(op, key)
         op.arg.append(make_arg("pads", pads))
-    result = Caffe2Model(net, model.weights, model.input_shapes, dict(model.metadata))
+    result = Caffe2Model(net, model.weights, model.input_shapes, dict(model.metadata), dict(model.origins))
     try:
         compat_shapes = _shapes(net, model)
     except ZooforgeError as exc:

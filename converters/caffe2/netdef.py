@@ -41,6 +41,9 @@ class Caffe2Model:
     weights: dict[str, np.ndarray]
     input_shapes: dict[str, tuple[int, ...]]
     metadata: dict[str, str] = field(default_factory=dict)
+    # Which Caffe layer each operator comes from (operator name -> "layer 'x' (Type)"), so that an
+    # export refusal names the layer; empty for NetDefs read from files.
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def synthetic_weights(self) -> bool:

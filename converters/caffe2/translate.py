@@ -39,6 +39,7 @@ class Translation:
         self.layer: CaffeLayer | None = None
         self._used_blobs = 0
         self._op_names: set[str] = set()  # unique: the historical frontend makes them ONNX node names
+        self.origins: dict[str, str] = {}  # operator name -> the Caffe layer it comes from
         # Caffe allows any blob name ("_<layer>_<suffix>" too): helper blobs must not take one.
         self._taken: set[str] = {*net.inputs, *(b for layer in net.layers for b in (*layer.bottoms, *layer.tops))}
 
@@ -61,6 +62,8 @@ class Translation:
             raise CaffeModelError(f"{self.where}: {_strip_operator_prefix(str(exc), op)}") from None
         self.shapes.update({name: shapes[name] for name in outputs})
         self.predict.op.append(op)
+        if self.layer:
+            self.origins[name] = self.where
         return outputs[0]
 
     def weight(self, suffix: str, array: np.ndarray) -> str:
@@ -146,6 +149,9 @@ _BLOB_COUNTS: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "Axpy": ((3, 3), _ONE),
     **dict.fromkeys(("ConvolutionDepthwise", "ShuffleChannel", "Permute"), (_ONE, _ONE)),
     "Upsample": ((1, 2), _ONE),
+    # SSD (issue 13)
+    "Normalize": (_ONE, _ONE),
+    "PriorBox": ((2, 2), _ONE),
 }
 
 
@@ -187,7 +193,7 @@ def translate(net: CaffeNet) -> Caffe2Model:
     t.predict.external_output.extend(net.outputs)
     if net.synthetic_weights:
         t.predict.arg.append(make_arg(SYNTHETIC_ARG, 1))
-    return Caffe2Model(t.predict, t.weights, dict(net.inputs))
+    return Caffe2Model(t.predict, t.weights, dict(net.inputs), origins=t.origins)
 
 
 # -- layer translators --------------------------------------------------------------------------
@@ -808,6 +814,156 @@ def _permute(t: Translation, layer: CaffeLayer) -> None:
     axes = order + [axis for axis in range(rank) if axis not in order]
     t.add("Transpose", [x], [layer.tops[0]], axes=axes)
 
+# -- SSD's Normalize and PriorBox (weiliu89/caffe, branch ssd; zooforge issue 13) ----------------
+
+def _normalize(t: Translation, layer: CaffeLayer) -> None:
+    """``x / sqrt(sum of x^2 + eps) * scale``: the sum over the channels of each position, or over
+    all of an item (``across_spatial``); the scale is one value (``channel_shared``) or one per
+    channel. Mul, ReduceSum, Add, Sqrt, Div (NumPy broadcasting) and Mul on real Caffe2."""
+    p = layer.param.norm_param
+    x = layer.bottoms[0]
+    shape = t.shape(x)
+    if not 2 <= len(shape) <= 4:
+        raise CaffeModelError(f"{t.where} takes a 2- to 4-axis input, as Caffe's legacy channels/height/width "
+                              f"accessors require, found shape {list(shape)}")
+    if not math.isfinite(p.eps) or p.eps < 0:
+        raise CaffeModelError(f"{t.where}: eps {p.eps:g} must be a finite number of at least 0")
+    scale = _normalize_scale(t, layer, shape[1])
+    axes = list(range(1, len(shape))) if p.across_spatial else [1]
+    squares = t.add("Mul", [x, x], [t.temp("sqr")])  # not Sqr: the historical frontend passes Sqr on to ONNX
+    total = t.add("ReduceSum", [squares], [t.temp("sum")], axes=axes, keepdims=1)
+    if p.eps:
+        total = _chain(t, total, t.temp("sum_eps"), [("Add", float(p.eps))], "eps")
+    norm = t.add("Sqrt", [total], [t.temp("norm")])
+    normed = t.add("Div", [x, norm], [t.temp("normed")])  # NumPy broadcasting (opset 7 for ONNX)
+    weight = t.weight("w", scale)
+    if scale.size == 1:
+        t.add("Mul", [normed, weight], layer.tops[:1], broadcast=1)
+    else:
+        t.add("Mul", [normed, weight], layer.tops[:1], broadcast=1, axis=1)
+
+
+def _normalize_scale(t: Translation, layer: CaffeLayer, channels: int) -> np.ndarray:
+    """Caffe's one blob: shape () when ``channel_shared`` (OpenCV's and other tools' (1,) is taken
+    too), else (channels,)."""
+    if not layer.param.norm_param.channel_shared:
+        return t.blob(0, (channels,))
+    given = layer.blobs[0].shape if layer.blobs else ()
+    return t.blob(0, (1,) if tuple(given) == (1,) else ()).reshape(1)
+
+
+def _positive(t: Translation, name: str, values: Sequence[float]) -> list[float]:
+    bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise CaffeModelError(f"{t.where}: {name} {bad[0]:g} must be positive")
+    return [float(v) for v in values]
+
+
+def _prior_box_pair(t: Translation, p: Any, both: str, first: str, second: str) -> tuple[float, float]:
+    """Caffe's ``img_size`` or ``img_h``/``img_w`` (likewise ``step``): never both spellings; 0 when unset."""
+    if p.HasField(first) or p.HasField(second):
+        if p.HasField(both):
+            raise CaffeModelError(f"{t.where}: give either {both} or {first}/{second}, not both")
+        pair = _positive(t, first, [getattr(p, first)]) + _positive(t, second, [getattr(p, second)])
+        return pair[0], pair[1]
+    if p.HasField(both):
+        value = _positive(t, both, [getattr(p, both)])[0]
+        return value, value
+    return 0.0, 0.0
+
+
+def _prior_box_aspect_ratios(t: Translation, p: Any) -> list[np.float32]:
+    """1, then each new aspect ratio (and its inverse with ``flip``), as Caffe lists them."""
+    ratios = [np.float32(1.0)]
+    for ar in _positive(t, "aspect_ratio", list(p.aspect_ratio)):
+        if all(abs(np.float32(ar) - known) >= 1e-6 for known in ratios):
+            ratios.append(np.float32(ar))
+            if p.flip:
+                ratios.append(np.float32(1.0 / float(np.float32(ar))))
+    return ratios
+
+
+def _prior_box_sizes(t: Translation, p: Any) -> list[tuple[np.float32, np.float32]]:
+    """(width, height) of each prior of one cell, in Caffe's order; sizes truncated to int as
+    Caffe's ``int min_size_ = min_sizes_[s]`` does."""
+    if not p.min_size:
+        raise CaffeModelError(f"{t.where}: min_size is required")
+    mins = _positive(t, "min_size", list(p.min_size))
+    maxes = list(p.max_size)
+    if maxes and len(maxes) != len(mins):
+        raise CaffeModelError(f"{t.where}: {len(maxes)} max_size values for {len(mins)} min_size values")
+    for low, high in zip(mins, maxes):
+        if not high > low:
+            raise CaffeModelError(f"{t.where}: max_size {high:g} must be greater than min_size {low:g}")
+    ratios = _prior_box_aspect_ratios(t, p)
+    sizes: list[tuple[np.float32, np.float32]] = []
+    for index, low in enumerate(mins):
+        side = int(np.float32(low))
+        sizes.append((np.float32(side), np.float32(side)))
+        if maxes:
+            geometric = np.float32(math.sqrt(side * int(np.float32(maxes[index]))))
+            sizes.append((geometric, geometric))
+        for ar in ratios:
+            if abs(float(ar) - 1.0) < 1e-6:
+                continue
+            root = np.sqrt(ar)
+            sizes.append((np.float32(side * root), np.float32(side / root)))
+    return sizes
+
+
+def _prior_box_variance(t: Translation, p: Any) -> list[float]:
+    values = list(p.variance)
+    if len(values) not in (0, 1, 4):
+        raise CaffeModelError(f"{t.where}: {len(values)} variance values; Caffe takes 1 or 4")
+    return _positive(t, "variance", values) if values else [0.1]
+
+
+def _prior_box(t: Translation, layer: CaffeLayer) -> None:
+    """SSD's priors depend only on the shapes: computed here as Caffe does (float32 arithmetic,
+    each coordinate in double and rounded), kept as a weight and copied to the top."""
+    p = layer.param.prior_box_param
+    for field in ("offset_h", "offset_w", "width", "height"):
+        if getattr(p, field):
+            raise UnsupportedLayerError(f"{t.where}: {field} (OpenCV's extension of PriorBox) cannot be converted")
+    shapes = [t.shape(b) for b in layer.bottoms[:2]]
+    if any(len(shape) != 4 for shape in shapes):
+        raise CaffeModelError(f"{t.where} takes two 4-axis bottoms (feature map, image), found shapes "
+                              f"{[list(shape) for shape in shapes]}")
+    sizes = _prior_box_sizes(t, p)
+    variance = _prior_box_variance(t, p)
+    img_h, img_w = _prior_box_pair(t, p, "img_size", "img_h", "img_w")
+    step_h, step_w = _prior_box_pair(t, p, "step", "step_h", "step_w")
+    if not math.isfinite(p.offset):
+        raise CaffeModelError(f"{t.where}: offset {p.offset:g} must be finite")
+    height, width = shapes[0][2:]
+    if not img_h or not img_w:
+        img_h, img_w = shapes[1][2:]
+    if not step_h or not step_w:
+        step_h, step_w = np.float32(img_h) / np.float32(height), np.float32(img_w) / np.float32(width)
+    boxes = _prior_box_corners(sizes, height, width, (np.float32(step_h), np.float32(step_w)),
+                               np.float32(p.offset), (int(img_h), int(img_w)))
+    if p.clip:
+        boxes = np.clip(boxes, np.float32(0), np.float32(1))
+    variances = np.broadcast_to(np.asarray(variance, np.float32), (boxes.size // 4, 4) if len(variance) == 4
+                                else (boxes.size,)).reshape(-1)
+    priors = np.stack([boxes.reshape(-1), variances]).reshape(1, 2, -1)
+    t.add("Copy", [t.weight("priors", priors)], layer.tops[:1])
+
+
+def _prior_box_corners(sizes: Sequence[tuple[np.float32, np.float32]], height: int, width: int,
+                       step: tuple[np.float32, np.float32], offset: np.float32, image: tuple[int, int]) -> np.ndarray:
+    """(H, W, priors, 4) corners xmin, ymin, xmax, ymax over the image size: centres in float32,
+    each corner computed in double and stored as float32, as Caffe's Forward_cpu does."""
+    centre_y = ((np.arange(height, dtype=np.float32) + offset) * step[0]).astype(np.float64)
+    centre_x = ((np.arange(width, dtype=np.float32) + offset) * step[1]).astype(np.float64)
+    half_w = np.array([float(w) for w, _ in sizes]) / 2.0
+    half_h = np.array([float(h) for _, h in sizes]) / 2.0
+    cx = centre_x[None, :, None]
+    cy = centre_y[:, None, None]
+    corners = [(cx - half_w) / image[1], (cy - half_h) / image[0], (cx + half_w) / image[1], (cy + half_h) / image[0]]
+    full = [np.broadcast_to(c, (height, width, len(sizes))) for c in corners]
+    return np.stack(full, axis=-1).astype(np.float32)
+
 
 TRANSLATORS: Mapping[str, Callable[[Translation, CaffeLayer], None]] = {
     "Convolution": _convolution,
@@ -844,4 +1000,7 @@ TRANSLATORS: Mapping[str, Callable[[Translation, CaffeLayer], None]] = {
     "ShuffleChannel": _shuffle_channel,
     "Upsample": _upsample,
     "Permute": _permute,
+    # SSD (issue 13)
+    "Normalize": _normalize,
+    "PriorBox": _prior_box,
 }

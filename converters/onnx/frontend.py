@@ -103,7 +103,13 @@ def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> OnnxModel:
         inputs = [names.current(blob) for blob in op.input]
         outputs = [context.claim(names.write(blob)) for blob in op.output]
         emitter = OpEmitter(context, op, op_args(op), inputs, outputs)
-        handler.emitter(options.opset)(emitter)
+        try:
+            handler.emitter(options.opset)(emitter)
+        except ExportError as exc:
+            origin = model.origins.get(op.name)
+            if origin is None:
+                raise
+            raise ExportError(f"{origin}: {exc}") from None
 
     used = {name for node in context.nodes for name in node.input}
     initializers = {

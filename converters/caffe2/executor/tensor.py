@@ -379,6 +379,36 @@ def _dropout_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) ->
     return [tuple(shapes[0])]
 
 
+
+# -- SSD's Normalize (zooforge issue 13): ReduceSum and Sqrt ------------------------------------
+
+def _reduce_axes(shape: Shape, args: Mapping[str, Any]) -> tuple[int, ...]:
+    """Caffe2's ReduceOp axes: each in ``[-rank, rank)``, negative counting from the end, no
+    repeats; none given means every axis."""
+    rank = len(shape)
+    given = [int(a) for a in args.get("axes", [])]
+    if any(not -rank <= a < rank for a in given):
+        raise NetDefError(f"ReduceSum axes {given} are out of range for a {rank}-D input")
+    axes = tuple(sorted({a % rank for a in given})) if given else tuple(range(rank))
+    if len(axes) != len(given) and given:
+        raise NetDefError(f"ReduceSum axes {given} repeat an axis")
+    return axes
+
+
+def _reduce_sum(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
+    x = inputs[0]
+    axes = _reduce_axes(x.shape, args)
+    keep = bool(int(args.get("keepdims", 1)))
+    return [np.asarray(x.astype(np.float64).sum(axis=axes, keepdims=keep), dtype=x.dtype)]
+
+
+def _reduce_sum_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> list[Shape]:
+    shape = tuple(shapes[0])
+    axes = _reduce_axes(shape, args)
+    if int(args.get("keepdims", 1)):
+        return [tuple(1 if i in axes else d for i, d in enumerate(shape))]
+    return [tuple(d for i, d in enumerate(shape) if i not in axes)]
+
 OPERATORS: dict[str, Operator] = {
     "Relu": _unary(_relu),
     "LeakyRelu": _unary(_leaky_relu),
@@ -409,4 +439,7 @@ OPERATORS: dict[str, Operator] = {
     "Split": Operator(_split, _split_shapes, outputs=(1, MANY)),
     "ArgMax": Operator(_argmax, _argmax_shapes),
     "Cast": Operator(_cast, _cast_shapes),
+    # SSD's Normalize (issue 13)
+    "ReduceSum": Operator(_reduce_sum, _reduce_sum_shapes),
+    "Sqrt": _unary(_elementwise(np.sqrt)),
 }

@@ -231,7 +231,38 @@ class Pow(Handler):
     version_23 = version_24 = version_25 = version_7
 
 
+
+# -- SSD's Normalize (zooforge issue 13): Sqrt and ReduceSum ------------------------------------
+
+Sqrt = _unary("Sqrt", "Sqrt", (1, 6, 13))
+
+
+class ReduceSum(Handler):
+    """Caffe2's ReduceSum (``axes``, default every axis; ``keepdims``, default 1): the axes an
+    attribute until opset 13, an int64 input from 13 (always written out, canonical)."""
+
+    caffe2_type = "ReduceSum"
+    emits = ("ReduceSum",)
+
+    @classmethod
+    def _axes(cls, e: OpEmitter) -> list[int]:
+        rank = len(e.in_shape(0))
+        given = [int(a) for a in e.args.get("axes", [])]
+        return sorted({a % rank for a in given}) if given else list(range(rank))
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        e.node("ReduceSum", e.inputs[:1], e.outputs[:1], axes=cls._axes(e), keepdims=int(e.args.get("keepdims", 1)))
+
+    version_11 = version_1
+
+    @classmethod
+    def version_13(cls, e: OpEmitter) -> None:
+        axes = e.const("axes", cls._axes(e), np.int64)
+        e.node("ReduceSum", [e.inputs[0], axes], e.outputs[:1], keepdims=int(e.args.get("keepdims", 1)))
+
 HANDLERS = (
     Relu, LeakyRelu, Sigmoid, Tanh, Elu, Abs, Exp, Log, Softplus, Copy, Add, Sub, Mul, Div, Sum,
     Max, PRelu, Scale, Sqr, Pow,
+    Sqrt, ReduceSum,  # SSD's Normalize (issue 13)
 )
