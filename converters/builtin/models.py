@@ -99,7 +99,7 @@ def synthetic_scale(input_range: tuple[float, float]) -> WeightScale:
     (high - low) / sqrt(12): 1/sqrt(3) for [-1, 1], 1/sqrt(12) for [0, 1]."""
     low, high = (float(v) for v in input_range)
     return WeightScale(input_std=(high - low) / math.sqrt(12.0), logit_std=SYNTHETIC_LOGIT_STD,
-                       input_mean=(low + high) / 2.0)
+                       input_mean=(low + high) / 2.0, calibrated=True)
 
 
 def synthetic_settings(seed: int, scale: WeightScale) -> dict[str, float | int]:
@@ -107,6 +107,8 @@ def synthetic_settings(seed: int, scale: WeightScale) -> dict[str, float | int]:
     settings = {"seed": int(seed), "input_std": float(scale.input_std), "logit_std": float(scale.logit_std)}
     if scale.input_mean:
         settings["input_mean"] = float(scale.input_mean)
+    if scale.calibrated:
+        settings["calibrated"] = True
     return settings
 
 

@@ -70,6 +70,7 @@ class WeightScale:
     input_std: float = 1.0
     logit_std: float = 2.0
     input_mean: float = 0.0  # the inputs' mean, cancelled by the bias of each layer reading them
+    calibrated: bool = False  # follow a seeded input through the net (see ``_Calibration``)
 
 
 def synthetic_weights(
@@ -88,8 +89,9 @@ def synthetic_weights(
         net = skeleton_net(net, input_shapes)
     t = Translation(net)
     final = _final_weighted_layers(net)
+    calibration = _Calibration(net, seed, scale) if scale.calibrated else None
     table: WeightTable = {}
-    for layer in net.layers:
+    for number, layer in enumerate(net.layers):
         translator = TRANSLATORS.get(layer.type)
         if translator is None:
             raise UnsupportedLayerError(
@@ -105,12 +107,123 @@ def synthetic_weights(
             budget = MAX_SYNTHETIC_VALUES - sum(b.size for blobs in table.values() for b in blobs)
             blobs = _make_blobs(layer, bottoms, _Budgeted(rng, budget, layer), scale, layer.name in final,
                                 reads_input)
+            if calibration is not None and layer.type == "BatchNorm" and blobs:
+                blobs = calibration.batch_norm_blobs(layer, blobs, rng)
             if blobs:
                 table[layer.name] = blobs
             layer = dataclasses.replace(layer, blobs=blobs)
         t.layer = layer
+        start = len(t.predict.op)
         translator(t, layer)
+        if calibration is not None:
+            calibration.follow(t, start)
+            calibration.forget(number)
+    if calibration is not None:
+        calibration.rescale_finals(net, table, final, scale.logit_std)
     return table
+
+
+# Layers whose outputs scale by f when every blob does (so a final one can be brought to logit_std),
+# and layers that pass such a scaling on (positively homogeneous: f * x in, f * y out, for f > 0).
+_LINEAR_IN_BLOBS = frozenset({"Convolution", "Deconvolution", "InnerProduct", "ConvolutionDepthwise", "Scale"})
+_HOMOGENEOUS = frozenset({"ReLU", "Pooling", "Flatten", "Reshape", "Dropout", "Permute", "Upsample"})
+
+
+class _Calibration:
+    """A seeded input followed through the net while its weights are made (``WeightScale.calibrated``).
+
+    Shape-only scaling cannot know what BatchNorm sees: with drawn statistics a residual trunk
+    grows with every block (ResNet-152: 100x) and the logits saturate. Here each BatchNorm gets the
+    statistics of its actual input (per channel, within a factor drawn in [0.8, 1.25] for the
+    variance and 5% of a standard deviation for the mean, as trained running averages are), and each
+    final layer is rescaled so that what it feeds a softmax (after ReLUs, pooling, reshapes) has a
+    standard deviation of ``logit_std`` (SqueezeNet's conv10 -> ReLU -> global average, say). The
+    input is drawn from the scale's input distribution with the weights' seed, so the weights stay
+    a function of prototxt, seed and scale alone.
+    """
+
+    def __init__(self, net: CaffeNet, seed: int, scale: WeightScale) -> None:
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0xCA11B,)))
+        half = math.sqrt(3.0) * scale.input_std
+        self.values: dict[str, np.ndarray] = {
+            name: (scale.input_mean + rng.uniform(-half, half, shape)).astype(np.float32)
+            for name, shape in net.inputs.items()
+        }
+        self.reads_after = _reads_after(net)
+        self.measure = _measured_blobs(net)
+
+    def follow(self, t: Translation, start: int) -> None:
+        """Run the operators the current layer added, from index ``start``, on the followed values."""
+        from zooforge.converters.caffe2.executor.run import operator_for
+        from zooforge.converters.caffe2.netdef import op_args
+
+        for index in range(start, len(t.predict.op)):
+            op = t.predict.op[index]
+            inputs = [self.values[name] if name in self.values else t.weights[name] for name in op.input]
+            outputs = operator_for(op, index).kernel(inputs, op_args(op), len(op.output))
+            self.values.update(zip(op.output, outputs))
+
+    def batch_norm_blobs(self, layer: CaffeLayer, drawn: list[np.ndarray], rng: Any) -> list[np.ndarray]:
+        """Mean and variance of the BatchNorm's actual input, perturbed by values drawn from ``rng``."""
+        x = self.values[layer.bottoms[0]].astype(np.float64)
+        axes = tuple(d for d in range(x.ndim) if d != 1)
+        if math.prod(x.shape[d] for d in axes) < 2:
+            return drawn  # one value per channel: no statistics to take
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+        var = np.maximum(var, max(float(var.max()), 1.0) * 1e-6)  # dead channels keep a finite scale
+        jitter = _uniform(rng, mean.shape, 0.8, 1.25)
+        offset = _symmetric(rng, mean.shape, 0.05)
+        return [(mean + offset * np.sqrt(var)).astype(np.float32), (var * jitter).astype(np.float32), drawn[2]]
+
+    def rescale_finals(self, net: CaffeNet, table: WeightTable, final: set[str], logit_std: float) -> None:
+        """Scale each final layer's blobs so that what it feeds a softmax (or the net's output) has a
+        standard deviation of ``logit_std``; the layers between scale along (``_HOMOGENEOUS``)."""
+        for layer in net.layers:
+            if layer.name not in final or layer.type not in _LINEAR_IN_BLOBS or layer.name not in table:
+                continue
+            measured = self.values.get(self.measure[layer.name])
+            spread = float(np.std(measured.astype(np.float64))) if measured is not None else 0.0
+            if spread > 0.0 and math.isfinite(spread):
+                for blob in table[layer.name]:
+                    blob *= np.float32(logit_std / spread)
+
+    def forget(self, number: int) -> None:
+        """Drop the values no layer after layer ``number`` reads (but those ``rescale_finals`` measures)."""
+        keep = self.reads_after[number] | set(self.measure.values())
+        for name in [name for name in self.values if name not in keep]:
+            del self.values[name]
+
+
+def _measured_blobs(net: CaffeNet) -> dict[str, str]:
+    """For each layer, the blob its output reaches through a chain of single-reader homogeneous layers."""
+    readers: dict[str, int] = {}  # layers reading a blob into another (in-place layers do not count)
+    for layer in net.layers:
+        for blob in set(layer.bottoms) - set(layer.tops):
+            readers[blob] = readers.get(blob, 0) + 1
+    measure: dict[str, str] = {}
+    for index, layer in enumerate(net.layers):
+        if not layer.tops:
+            continue
+        current = layer.tops[0]
+        for later in net.layers[index + 1 :]:
+            if current not in later.bottoms:
+                continue
+            in_place = later.tops[:1] == [current]
+            if later.type not in _HOMOGENEOUS or len(later.bottoms) != 1 or (readers.get(current, 0) > 1 and not in_place):
+                break
+            current = later.tops[0]
+        measure[layer.name] = current
+    return measure
+
+
+def _reads_after(net: CaffeNet) -> list[set[str]]:
+    """For each layer index, the blobs that later layers read."""
+    later: set[str] = set()
+    result: list[set[str]] = []
+    for layer in reversed(net.layers):
+        result.append(set(later))
+        later.update(layer.bottoms)
+    return result[::-1]
 
 
 def skeleton_net(net_param: Any, input_shapes: InputShapes = None, source: str = "<net>") -> CaffeNet:
