@@ -50,10 +50,14 @@ class Translation:
     def shape(self, blob: str) -> Shape:
         return self.shapes[blob]
 
-    def add(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], **args: Any) -> str:
+    def add(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], *, op_name: str | None = None,
+            **args: Any) -> str:
         """Append an operator named after the current layer (``<layer>_2``, ... for the layer's
-        further operators); return its first output."""
-        name = fresh_name(self.layer.name, self._op_names) if self.layer else ""
+        further operators, or ``op_name`` if given and free); return its first output."""
+        if op_name is not None and op_name in self._op_names:
+            raise CaffeModelError(f"{self.where}: operator name '{op_name}' is taken")
+        name = op_name if op_name is not None else fresh_name(self.layer.name, self._op_names) if self.layer else ""
+        self._op_names.add(name)
         op = make_op(op_type, inputs, outputs, name=name, **args)
         try:
             shapes = infer_shapes(_single_op_net(op), {name: self.shapes[name] for name in inputs})
@@ -142,6 +146,8 @@ _BLOB_COUNTS: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "Eltwise": ((2, _MANY), _ONE),
     **dict.fromkeys(("Scale", "Bias"), ((1, 2), _ONE)),
     "Crop": ((2, 2), _ONE),
+    # SSD's DetectionOutput (zooforge issue 13, the wt-detout block)
+    "DetectionOutput": ((3, 3), _ONE),
 }
 
 
@@ -756,3 +762,8 @@ TRANSLATORS: Mapping[str, Callable[[Translation, CaffeLayer], None]] = {
     "Crop": _crop,
     "ArgMax": _argmax,
 }
+
+# SSD's DetectionOutput (zooforge issue 13, the wt-detout block): see converters/caffe2/detection.py
+from zooforge.converters.caffe2.detection import detection_output as _detection_output  # noqa: E402
+
+TRANSLATORS = {**TRANSLATORS, "DetectionOutput": _detection_output}
