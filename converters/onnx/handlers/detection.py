@@ -139,6 +139,9 @@ class BoxWithNMSLimit(Handler):
             raise ExportError(f"{e.label}: {exc}") from None
         if len(e.inputs) > 2:
             raise ExportError(f"{e.label}: batch_splits (several images) cannot be exported")
+        if e.context.dynamic_batch:
+            raise ExportError(f"layer '{e.op.name}' (DetectionOutput, as Caffe2's BoxWithNMSLimit) handles one "
+                              "image: it cannot be exported with a dynamic batch")
         if not a["cls_agnostic_bbox_reg"] or a["legacy_plus_one"]:
             raise ExportError(f"{e.label}: only class-agnostic boxes with legacy_plus_one=0 can be exported")
         e.unused_outputs_only(3)
