@@ -63,6 +63,14 @@ class LT(Handler):
     emits = ("Less",)
 
     @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        """Less-1 broadcasts only with its legacy attributes: same shapes only."""
+        if e.in_shape(0) != e.in_shape(1):
+            raise ExportError(f"{e.label}: LT of shapes {list(e.in_shape(0))} and {list(e.in_shape(1))} needs "
+                              "NumPy broadcasting, which ONNX's Less has from opset 7")
+        cls.version_7(e)
+
+    @classmethod
     def version_7(cls, e: OpEmitter) -> None:
         if int(e.args.get("broadcast", 0)):
             raise ExportError(f"{e.label}: LT with the legacy broadcast=1 cannot be exported")
@@ -86,10 +94,11 @@ class BoxWithNMSLimit(Handler):
     caffe2_type = "BoxWithNMSLimit"
     emits = ("NonMaxSuppression", "Unsqueeze", "Transpose", "Slice", "Gather", "Reshape", "Mul", "Add", "Cast",
              "Shape", "Min", "TopK", "Neg", "Identity")
+    refuses_below = 10
 
     @classmethod
     def version_1(cls, e: OpEmitter) -> None:
-        raise ExportError(f"layer '{e.op.name}' (DetectionOutput, as Caffe2's BoxWithNMSLimit) cannot be exported "
+        raise ExportError(f"layer '{e.op.name}' (DetectionOutput, exported through {e.label}) cannot be exported "
                           f"at opset {e.opset}: ONNX has NonMaxSuppression from opset 10, the lowest that works")
 
     @classmethod
@@ -125,11 +134,10 @@ class BoxWithNMSLimit(Handler):
                                  ((klass, "class_kept"), (box, "box_kept"), (score, "score_kept")))
         cls._finish(e, score, box, klass, a)
 
-    version_11 = version_10
-
-    @classmethod
-    def version_13(cls, e: OpEmitter) -> None:
-        cls.version_10(e)
+    # Later schema changes of what it emits add types (and Reshape's allowzero, Shape's start/end,
+    # Cast's saturate), none of which changes this graph: Unsqueeze's axes input at 13 is handled.
+    version_11 = version_12 = version_13 = version_14 = version_15 = version_16 = version_10
+    version_19 = version_21 = version_23 = version_24 = version_25 = version_28 = version_10
 
     @classmethod
     def _args(cls, e: OpEmitter) -> dict[str, float]:
@@ -140,7 +148,7 @@ class BoxWithNMSLimit(Handler):
         if len(e.inputs) > 2:
             raise ExportError(f"{e.label}: batch_splits (several images) cannot be exported")
         if e.context.dynamic_batch:
-            raise ExportError(f"layer '{e.op.name}' (DetectionOutput, as Caffe2's BoxWithNMSLimit) handles one "
+            raise ExportError(f"layer '{e.op.name}' (DetectionOutput, exported through {e.label}) handles one "
                               "image: it cannot be exported with a dynamic batch")
         if not a["cls_agnostic_bbox_reg"] or a["legacy_plus_one"]:
             raise ExportError(f"{e.label}: only class-agnostic boxes with legacy_plus_one=0 can be exported")
