@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 _FLOAT, _INT32 = 1, 2  # caffe2.TensorProto codes
 _CORNER, _CENTER_SIZE = 1, 2  # PriorBoxParameter.CodeType
+_MAX_ROWS = 1 << 20  # output rows (each also a row of padding constants); SSD's nets keep 100..8000
 _LOWEST = float(np.finfo(np.float32).min)
 _HIGHEST = float(np.finfo(np.float32).max)
 
@@ -48,6 +49,9 @@ def detection_output(t: Translation, layer: CaffeLayer) -> None:
     background = int(p.background_label_id)
     has_background = 0 <= background < classes
     rows = int(p.keep_top_k) if p.keep_top_k > 0 else (classes - has_background) * kept_per_class
+    if rows > _MAX_ROWS:
+        raise UnsupportedLayerError(f"{t.where}: {rows} output rows (keep_top_k, or classes times top_k) exceed "
+                                    f"the {_MAX_ROWS} zooforge converts")
     threshold = float(p.confidence_threshold) if p.HasField("confidence_threshold") else _LOWEST
     t._op_names.add(layer.name)  # the NMS operator carries the layer's own name (ONNX refusals name it)
     boxes = _decode(t, loc, priors, num_priors, p)
