@@ -380,3 +380,16 @@ def test_box_with_nms_limit_legacy_plus_one_is_not_exported() -> None:
     plus_one.i = 1  # Caffe2's default: IoU with +1
     with pytest.raises(ZooforgeError, match="legacy_plus_one"):
         caffe2_to_onnx(model, ExportOptions(12))
+
+
+def test_boundaries_score_at_threshold_dropped_iou_at_threshold_kept(real_caffe2) -> None:
+    """Caffe's ``score > threshold`` and ``IoU <= nms_threshold`` keeps, on all three runtimes."""
+    model = _nms_model(score_thresh=0.5, nms=1 / 3, detections_per_im=-1)
+    model.input_shapes.update(scores=(3, 2), boxes=(3, 4))
+    feeds = {"scores": np.array([[0, 0.9], [0, 0.8], [0, 0.5]], np.float32),
+             "boxes": np.array([[0, 0, 1, 1], [0, 0.5, 1, 1.5], [3, 3, 4, 4]], np.float32)}  # IoU(0, 1) = 1/3
+    ours = run_net(model, feeds)
+    assert ours["s"].tolist() == pytest.approx([0.9, 0.8])
+    for opset in (10, OPSETS[-1]):
+        assert _nms_onnx(model, opset, feeds)[0].tolist() == pytest.approx([0.9, 0.8])
+    assert real_caffe2.run(model, feeds)["s"].tolist() == pytest.approx([0.9, 0.8])
