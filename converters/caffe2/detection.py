@@ -21,7 +21,7 @@ rows are the most the layer can keep: foreground classes times ``min(top_k, prio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,18 +53,17 @@ def detection_output(t: Translation, layer: CaffeLayer) -> None:
         raise UnsupportedLayerError(f"{t.where}: {rows} output rows (keep_top_k, or classes times top_k) exceed "
                                     f"the {_MAX_ROWS} zooforge converts")
     threshold = float(p.confidence_threshold) if p.HasField("confidence_threshold") else _LOWEST
-    t._op_names.add(layer.name)  # the NMS operator carries the layer's own name (ONNX refusals name it)
+    t.hold_op_name(layer.name)  # the NMS operator carries the layer's own name (ONNX refusals name it)
     boxes = _decode(t, loc, priors, num_priors, p)
     scores, labels = _class_scores(t, conf, num_priors, classes, background, kept_per_class)
     found = [t.temp("det_scores"), t.temp("det_boxes"), t.temp("det_classes")]
-    t._op_names.discard(layer.name)
     t.add("BoxWithNMSLimit", [scores, boxes], found, op_name=layer.name, score_thresh=threshold,
           nms=float(p.nms_param.nms_threshold), detections_per_im=int(p.keep_top_k) if p.keep_top_k > 0 else -1,
           cls_agnostic_bbox_reg=1, legacy_plus_one=0)
     _assemble(t, layer.tops[0], found, rows, labels)
 
 
-def _refuse_unsupported(t: Translation, p) -> None:
+def _refuse_unsupported(t: Translation, p: Any) -> None:
     where = t.where
     if p.num_classes < 1:
         raise CaffeModelError(f"{where}: num_classes must be at least 1, found {p.num_classes}")
@@ -93,7 +92,7 @@ def _refuse_unsupported(t: Translation, p) -> None:
         raise UnsupportedLayerError(f"{where}: save_output_param (writing detections to files) cannot be converted")
 
 
-def _check_bottoms(t: Translation, layer: CaffeLayer, p) -> int:
+def _check_bottoms(t: Translation, layer: CaffeLayer, p: Any) -> int:
     """The number of priors, once loc (N, P*4), conf (N, P*C) and priors (1, 2, P*4) agree (N = 1)."""
     loc, conf, priors = (t.shape(b) for b in layer.bottoms)
     where = t.where
@@ -118,7 +117,7 @@ def _half(t: Translation, source: str, hint: str) -> str:
     return _chain(t, source, t.temp(hint), [("Mul", 0.5)], hint)
 
 
-def _decode(t: Translation, loc: str, priors: str, num_priors: int, p) -> str:
+def _decode(t: Translation, loc: str, priors: str, num_priors: int, p: Any) -> str:
     """Boxes (P, 4) as [xmin, ymin, xmax, ymax], decoded as Caffe's DecodeBBox does (no clipping)."""
     flat_loc = t.add("Reshape", [loc], [t.temp("loc"), t.temp("loc_old_shape")], shape=[num_priors, 4])
     if t.shape(priors)[1] == 2:

@@ -39,6 +39,7 @@ class Translation:
         self.layer: CaffeLayer | None = None
         self._used_blobs = 0
         self._op_names: set[str] = set()  # unique: the historical frontend makes them ONNX node names
+        self._held_op_names: set[str] = set()  # kept from fresh names for a later ``add(op_name=...)``
         # Caffe allows any blob name ("_<layer>_<suffix>" too): helper blobs must not take one.
         self._taken: set[str] = {*net.inputs, *(b for layer in net.layers for b in (*layer.bottoms, *layer.tops))}
 
@@ -54,10 +55,11 @@ class Translation:
             **args: Any) -> str:
         """Append an operator named after the current layer (``<layer>_2``, ... for the layer's
         further operators, or ``op_name`` if given and free); return its first output."""
-        if op_name is not None and op_name in self._op_names:
+        if op_name is not None and (op_name in self._op_names) != (op_name in self._held_op_names):
             raise CaffeModelError(f"{self.where}: operator name '{op_name}' is taken")
         name = op_name if op_name is not None else fresh_name(self.layer.name, self._op_names) if self.layer else ""
         self._op_names.add(name)
+        self._held_op_names.discard(name)
         op = make_op(op_type, inputs, outputs, name=name, **args)
         try:
             shapes = infer_shapes(_single_op_net(op), {name: self.shapes[name] for name in inputs})
@@ -66,6 +68,13 @@ class Translation:
         self.shapes.update({name: shapes[name] for name in outputs})
         self.predict.op.append(op)
         return outputs[0]
+
+    def hold_op_name(self, name: str) -> None:
+        """Keep ``name`` from the layer's automatic operator names, for a later ``add(op_name=name)``."""
+        if name in self._op_names:
+            raise CaffeModelError(f"{self.where}: operator name '{name}' is taken")
+        self._op_names.add(name)
+        self._held_op_names.add(name)
 
     def weight(self, suffix: str, array: np.ndarray) -> str:
         name = f"{self.layer.name}_{suffix}"
