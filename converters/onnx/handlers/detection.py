@@ -153,6 +153,8 @@ class BoxWithNMSLimit(Handler):
         if not a["cls_agnostic_bbox_reg"] or a["legacy_plus_one"]:
             raise ExportError(f"{e.label}: only class-agnostic boxes with legacy_plus_one=0 can be exported")
         e.unused_outputs_only(3)
+        if any(d < 0 for d in (*e.in_shape(0), *e.in_shape(1))):
+            raise ExportError(f"{e.label}: inputs of a data-dependent size cannot be exported")
         return a
 
     @classmethod
