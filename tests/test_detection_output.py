@@ -393,3 +393,18 @@ def test_boundaries_score_at_threshold_dropped_iou_at_threshold_kept(real_caffe2
     for opset in (10, OPSETS[-1]):
         assert _nms_onnx(model, opset, feeds)[0].tolist() == pytest.approx([0.9, 0.8])
     assert real_caffe2.run(model, feeds)["s"].tolist() == pytest.approx([0.9, 0.8])
+
+
+def test_a_data_dependent_size_reaches_only_rules_that_read_it() -> None:
+    """Relu after BoxWithNMSLimit: shapes cannot be predicted, said in one sentence, not guessed."""
+    from zooforge.converters.caffe2.executor import infer_shapes
+    from zooforge.converters.caffe2.netdef import make_op
+
+    model = _nms_model(score_thresh=0.1, nms=0.45)
+    model.predict_net.op.append(make_op("Relu", ["s"], ["r"], name="after"))
+    with pytest.raises(ZooforgeError, match=r"reads \['s'\], whose size depends on the data"):
+        infer_shapes(model.predict_net, model.input_shapes)
+    model.predict_net.op[-1].type = "Concat"  # Concat's rule keeps the size unknown
+    model.predict_net.op[-1].output.append("split")
+    shapes = infer_shapes(model.predict_net, model.input_shapes)
+    assert shapes["s"] == (-1,) and shapes["r"] == (-1,)
