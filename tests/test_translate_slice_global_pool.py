@@ -27,7 +27,7 @@ from test_netdef_mutants import X, _layer, _net, _refusal, _translated
 OTHER = np.random.default_rng(12).normal(size=X.shape).astype(np.float32)
 
 # The README's "Supported Caffe layers" (input layers aside), in Python's sorted order.
-SUPPORTED = ("AbsVal, ArgMax, BNLL, BatchNorm, Bias, Concat, Convolution, Crop, Deconvolution, Dropout, ELU, "
+SUPPORTED = ("AbsVal, ArgMax, BNLL, BatchNorm, Bias, Concat, Convolution, Crop, Deconvolution, DetectionOutput, Dropout, ELU, "
              "Eltwise, Exp, Flatten, InnerProduct, LRN, Log, PReLU, Pooling, Power, ReLU, Reshape, Scale, Sigmoid, "
              "Slice, Softmax, Split, TanH")
 
