@@ -258,7 +258,8 @@ def _net(ops: list[Any], outputs: list[str]) -> Caffe2Model:
 
 @pytest.mark.parametrize("ops, outputs, reason", [
     ([make_op("Foo", ["x"], ["y"])], ["y"],
-     "operator 0 (Foo, 'y') is not supported by the executor; supported: Abs, Add, ArgMax, AveragePool, Cast, "),
+     "operator 0 (Foo, 'y') is not supported by the executor; supported: Abs, Add, ArgMax, AveragePool, "
+     "BoxWithNMSLimit, Cast, "),
     ([make_op("Relu", ["x"], ["r"], name="r0"), make_op("Relu", ["x", "r"], ["y"], name="r1")], ["y"],
      "operator 1 (Relu 'r1') has 2 inputs; Caffe2's schema expects 1"),
     ([make_op("Relu", ["q"], ["y"], name="r")], ["y"], "operator 0 (Relu 'r' -> ['y']) reads undefined blob 'q'"),

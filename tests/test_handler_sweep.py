@@ -44,6 +44,11 @@ X = _f(2, 3, 4, 5)
 POS = _f(2, 3, 4, 5, low=0.5)          # Log, Pow, Div: away from 0
 IMG = _f(1, 4, 7, 8)                   # convolution and pooling: H 7 odd, W 8 even
 
+# BoxWithNMSLimit's inputs: 12 boxes in three clusters, scores for a background and 3 classes
+_CORNERS = np.repeat(RNG.uniform(0.1, 0.6, (3, 2)), 4, axis=0) + RNG.uniform(0, 0.05, (12, 2))
+NMS_BOXES = np.concatenate([_CORNERS, _CORNERS + RNG.uniform(0.2, 0.35, (12, 2))], 1).astype(np.float32)
+NMS_SCORES = RNG.uniform(0, 1, (12, 4)).astype(np.float32)
+
 # id: (op type, feeds, weights, outputs, external outputs, args)
 Case = tuple[str, dict[str, np.ndarray], dict[str, np.ndarray], int, int, dict[str, Any]]
 CASES: dict[str, Case] = {
@@ -141,6 +146,18 @@ CASES: dict[str, Case] = {
     "reducesum-axis1-keepdims": ("ReduceSum", {"x": X}, {}, 1, 1, dict(axes=[1], keepdims=1)),
     "reducesum-negative-axes-flat": ("ReduceSum", {"x": X}, {}, 1, 1, dict(axes=[-1, 1], keepdims=0)),
     "reducesum-default-all": ("ReduceSum", {"x": X}, {}, 1, 1, {}),
+    # -- detection operators (SSD's DetectionOutput; the wt-detout block) ---------------------------
+    "topk-last-axis": ("TopK", {"x": X}, {}, 2, 2, dict(k=3)),
+    "topk-axis1": ("TopK", {"x": X}, {}, 2, 2, dict(k=2, axis=1)),
+    "gather-rows": ("Gather", {"x": X}, {"i": np.array([1, 0, 1], np.int64)}, 1, 1, {}),
+    "gather-int32": ("Gather", {"x": X}, {"i": np.array([[1], [0]], np.int32)}, 1, 1, {}),
+    "lt-same-shape": ("LT", {"x": X, "z": _f(2, 3, 4, 5)}, {}, 1, 1, {}),
+    "lt-numpy": ("LT", {"x": X}, {"w": _f(3, 1, 1)}, 1, 1, {}),
+    "box-nms-limit": ("BoxWithNMSLimit", {"s": NMS_SCORES, "b": NMS_BOXES}, {}, 3, 3,
+                      dict(score_thresh=0.2, nms=0.4, detections_per_im=6, cls_agnostic_bbox_reg=1, legacy_plus_one=0)),
+    "box-nms-no-limit": ("BoxWithNMSLimit", {"s": NMS_SCORES, "b": NMS_BOXES}, {}, 3, 3,
+                         dict(score_thresh=0.3, nms=0.5, detections_per_im=-1, cls_agnostic_bbox_reg=1,
+                              legacy_plus_one=0)),
 }
 
 # Cases an opset cannot express: refused below this opset, with the reason's words.
@@ -149,6 +166,9 @@ REFUSED_BELOW: dict[str, tuple[int, str]] = {
     "add-numpy-enlarges": (7, "broadcasting that enlarges the first input needs opset 7 or later"),
     "resizenearest-2x3": (7, "needs opset 7 or later: ONNX has no standard Upsample before opset 7"),
     "resizenearest-default": (7, "needs opset 7 or later: ONNX has no standard Upsample before opset 7"),
+    "lt-numpy": (7, "needs NumPy broadcasting, which ONNX's Less has from opset 7"),
+    "box-nms-limit": (10, "NonMaxSuppression from opset 10"),
+    "box-nms-no-limit": (10, "NonMaxSuppression from opset 10"),
 }
 
 _THEIRS: dict[str, dict[str, np.ndarray]] = {}  # real Caffe2's outputs, by case id, computed on first use

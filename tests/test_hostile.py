@@ -821,3 +821,35 @@ def test_a_build_killed_mid_swap_gets_its_old_release_back(lenet, tmp_path):
     result = package(lenet, out)
     assert result.exit_code == 0, result.output
     assert leftovers(tmp_path, "release") == []
+
+
+# -- SSD's DetectionOutput (the wt-detout block): what cannot be exported is one sentence ------------
+
+def _detection_prototxt(folder: Path, params: str) -> Path:
+    path = folder / "ssd_head.prototxt"
+    path.write_text('name: "ssd_head"\n'
+                    'input: "loc" input_shape { dim: 1 dim: 32 }\n'
+                    'input: "conf" input_shape { dim: 1 dim: 24 }\n'
+                    'input: "priors" input_shape { dim: 1 dim: 2 dim: 32 }\n'
+                    'layer { name: "detection_out" type: "DetectionOutput" bottom: "loc" bottom: "conf" '
+                    'bottom: "priors" top: "detection_out" detection_output_param { num_classes: 3 '
+                    f'share_location: true background_label_id: 0 code_type: CENTER_SIZE {params} }} }}\n')
+    return path
+
+
+@pytest.mark.parametrize("params, options, mentions", [
+    ("keep_top_k: 5", ("--to-opset", "9"), ("layer 'detection_out' (DetectionOutput", "opset 10")),
+    ("keep_top_k: 5", ("--dynamic-batch",), ("layer 'detection_out' (DetectionOutput", "dynamic batch")),
+    ("keep_top_k: 5 nms_param { nms_threshold: 0.4 eta: 0.5 }", (), ("layer 'detection_out' (DetectionOutput)",
+                                                                      "eta")),
+    ("keep_top_k: 2147483647", (), ("layer 'detection_out' (DetectionOutput)", "2147483647 output rows")),
+    ("keep_top_k: 5 nms_param { nms_threshold: 0 }", (), ("layer 'detection_out' (DetectionOutput)",
+                                                         "nms_threshold")),
+])
+def test_detection_output_that_cannot_be_exported_is_one_sentence(tmp_path, params, options, mentions):
+    prototxt = _detection_prototxt(tmp_path, params)
+    weights = tmp_path / "ssd_head.caffemodel"
+    write_caffemodel({"detection_out": []}, weights)  # the layer has no weights
+    before = snapshot(tmp_path)
+    assert_refused(convert(prototxt, weights, "-o", tmp_path / "m.onnx", *options), *mentions)
+    assert snapshot(tmp_path) == before

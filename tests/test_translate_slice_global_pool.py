@@ -28,9 +28,9 @@ OTHER = np.random.default_rng(12).normal(size=X.shape).astype(np.float32)
 
 # The README's "Supported Caffe layers" (input layers aside), in Python's sorted order.
 SUPPORTED = ("AbsVal, ArgMax, Axpy, BNLL, BatchNorm, Bias, Concat, Convolution, ConvolutionDepthwise, Crop, "
-             "Deconvolution, Dropout, ELU, Eltwise, Exp, Flatten, InnerProduct, LRN, Log, Normalize, PReLU, Permute, "
-             "Pooling, Power, PriorBox, ReLU, Reshape, Scale, ShuffleChannel, Sigmoid, Slice, Softmax, Split, TanH, "
-             "Upsample")
+             "Deconvolution, DetectionOutput, Dropout, ELU, Eltwise, Exp, Flatten, InnerProduct, LRN, Log, Normalize, "
+             "PReLU, Permute, Pooling, Power, PriorBox, ReLU, Reshape, Scale, ShuffleChannel, Sigmoid, Slice, Softmax, "
+             "Split, TanH, Upsample")
 
 
 def test_an_unknown_layer_type_is_refused_with_every_supported_type() -> None:

@@ -40,6 +40,7 @@ class Translation:
         self._used_blobs = 0
         self._op_names: set[str] = set()  # unique: the historical frontend makes them ONNX node names
         self.origins: dict[str, str] = {}  # operator name -> the Caffe layer it comes from
+        self._held_op_names: set[str] = set()  # kept from fresh names for a later ``add(op_name=...)``
         # Caffe allows any blob name ("_<layer>_<suffix>" too): helper blobs must not take one.
         self._taken: set[str] = {*net.inputs, *(b for layer in net.layers for b in (*layer.bottoms, *layer.tops))}
 
@@ -51,10 +52,15 @@ class Translation:
     def shape(self, blob: str) -> Shape:
         return self.shapes[blob]
 
-    def add(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], **args: Any) -> str:
+    def add(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], *, op_name: str | None = None,
+            **args: Any) -> str:
         """Append an operator named after the current layer (``<layer>_2``, ... for the layer's
-        further operators); return its first output."""
-        name = fresh_name(self.layer.name, self._op_names) if self.layer else ""
+        further operators, or ``op_name`` if given and free); return its first output."""
+        if op_name is not None and (op_name in self._op_names) != (op_name in self._held_op_names):
+            raise CaffeModelError(f"{self.where}: operator name '{op_name}' is taken")
+        name = op_name if op_name is not None else fresh_name(self.layer.name, self._op_names) if self.layer else ""
+        self._op_names.add(name)
+        self._held_op_names.discard(name)
         op = make_op(op_type, inputs, outputs, name=name, **args)
         try:
             shapes = infer_shapes(_single_op_net(op), {name: self.shapes[name] for name in inputs})
@@ -65,6 +71,13 @@ class Translation:
         if self.layer:
             self.origins[name] = self.where
         return outputs[0]
+
+    def hold_op_name(self, name: str) -> None:
+        """Keep ``name`` from the layer's automatic operator names, for a later ``add(op_name=name)``."""
+        if name in self._op_names:
+            raise CaffeModelError(f"{self.where}: operator name '{name}' is taken")
+        self._op_names.add(name)
+        self._held_op_names.add(name)
 
     def weight(self, suffix: str, array: np.ndarray) -> str:
         name = f"{self.layer.name}_{suffix}"
@@ -152,6 +165,8 @@ _BLOB_COUNTS: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
     # SSD (issue 13)
     "Normalize": (_ONE, _ONE),
     "PriorBox": ((2, 2), _ONE),
+    # SSD's DetectionOutput (zooforge issue 13, the wt-detout block)
+    "DetectionOutput": ((3, 3), _ONE),
 }
 
 
@@ -1004,3 +1019,8 @@ TRANSLATORS: Mapping[str, Callable[[Translation, CaffeLayer], None]] = {
     "Normalize": _normalize,
     "PriorBox": _prior_box,
 }
+
+# SSD's DetectionOutput (zooforge issue 13, the wt-detout block): see converters/caffe2/detection.py
+from zooforge.converters.caffe2.detection import detection_output as _detection_output  # noqa: E402
+
+TRANSLATORS = {**TRANSLATORS, "DetectionOutput": _detection_output}

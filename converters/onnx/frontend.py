@@ -15,6 +15,7 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from zooforge.converters.caffe2.executor import infer_shapes
+from zooforge.converters.caffe2.executor.operator import DYNAMIC
 from zooforge.converters.caffe2.netdef import Caffe2Model, op_args
 from zooforge.converters.errors import ExportError
 from zooforge.converters.onnx.context import ExportContext, OpEmitter
@@ -147,7 +148,7 @@ def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> OnnxModel:
 
 
 def _value_info(name: str, shape: tuple[int, ...], batch: str | None, elem_type: int | None = None):
-    dims: list[int | str] = list(shape)
+    dims: list[int | str] = ["detections" if d == DYNAMIC else d for d in shape]  # a data-dependent size
     if batch and dims:
         dims[0] = batch
     return helper.make_tensor_value_info(name, elem_type or TensorProto.FLOAT, dims)

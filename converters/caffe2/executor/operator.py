@@ -30,12 +30,14 @@ class Operator:
     shapes: ShapeRule
     inputs: tuple[int, int] = (1, 1)
     outputs: tuple[int, int] = (1, 1)
+    dynamic: bool = False  # its shape rule reads DYNAMIC dimensions (a data-dependent size) correctly
 
 
 def same_shape(shapes: Sequence[Shape], args: Mapping[str, Any], n_outputs: int) -> list[Shape]:
     return [tuple(shapes[0])] * n_outputs
 
 
+DYNAMIC = -1  # a dimension whose size depends on the data (BoxWithNMSLimit's detections), in shape rules only
 MANY = 1 << 16  # "any number" in an input or output bound
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from zooforge.converters.caffe2.executor import nn, tensor
-from zooforge.converters.caffe2.executor.operator import MANY, Operator, Shape
+from zooforge.converters.caffe2.executor import detection, nn, tensor
+from zooforge.converters.caffe2.executor.operator import DYNAMIC, MANY, Operator, Shape
 from zooforge.converters.caffe2.netdef import Caffe2Model, op_args
 from zooforge.converters.errors import NetDefError, ZooforgeError
 
-OPERATORS: Mapping[str, Operator] = MappingProxyType({**nn.OPERATORS, **tensor.OPERATORS})
+OPERATORS: Mapping[str, Operator] = MappingProxyType({**nn.OPERATORS, **tensor.OPERATORS, **detection.OPERATORS})
 _CONV_POOL = frozenset({"Conv", "ConvTranspose", "MaxPool", "AveragePool"})  # Caffe2's ConvPoolOpBase ops
 
 
@@ -53,6 +53,10 @@ def infer_shapes(predict_net: Any, shapes: Mapping[str, Shape]) -> dict[str, Sha
         missing = [name for name in op.input if name not in known]
         if missing:
             raise NetDefError(f"{describe_operator(op, index)} reads undefined blob(s) {missing}")
+        dynamic = [name for name in op.input if DYNAMIC in known[name]]
+        if dynamic and not spec.dynamic:
+            raise NetDefError(f"{describe_operator(op, index)} reads {dynamic}, whose size depends on the data; "
+                              f"the executor predicts {op.type}'s shapes only from known sizes")
         try:
             out = spec.shapes([known[name] for name in op.input], op_args(op), len(op.output))
         except ZooforgeError as exc:

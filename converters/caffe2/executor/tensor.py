@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from zooforge.converters.caffe2 import schema
-from zooforge.converters.caffe2.executor.operator import MANY, Operator, Shape, require_test_mode, same_shape
+from zooforge.converters.caffe2.executor.operator import (DYNAMIC, MANY, Operator, Shape, require_test_mode,
+                                                          same_shape)
 from zooforge.converters.errors import NetDefError
 
 _INT64 = 10  # caffe2.TensorProto.INT64
@@ -294,7 +295,8 @@ def _concat_shapes(shapes: Sequence[Shape], args: Mapping[str, Any], n: int) -> 
             a != b for i, (a, b) in enumerate(zip(shape, first)) if i != axis
         ):
             raise NetDefError(f"Concat inputs {[list(s) for s in shapes]} differ off axis {axis}")
-    first[axis] = sum(int(s[axis]) for s in shapes)
+    sizes = [int(s[axis]) for s in shapes]
+    first[axis] = DYNAMIC if DYNAMIC in sizes else sum(sizes)
     return [tuple(first), (len(shapes),)]
 
 
@@ -435,11 +437,11 @@ OPERATORS: dict[str, Operator] = {
     "Reshape": Operator(_reshape, _reshape_shapes, outputs=(2, 2)),  # Caffe2: the result and the old shape
     "Transpose": Operator(_transpose, _transpose_shapes),
     "Slice": Operator(_slice, _slice_shapes),
-    "Concat": Operator(_concat, _concat_shapes, (1, MANY), (2, 2)),  # Caffe2: the result and split_info
+    "Concat": Operator(_concat, _concat_shapes, (1, MANY), (2, 2), dynamic=True),  # Caffe2: the result and split_info
     "Split": Operator(_split, _split_shapes, outputs=(1, MANY)),
     "ArgMax": Operator(_argmax, _argmax_shapes),
-    "Cast": Operator(_cast, _cast_shapes),
     # SSD's Normalize (issue 13)
     "ReduceSum": Operator(_reduce_sum, _reduce_sum_shapes),
     "Sqrt": _unary(_elementwise(np.sqrt)),
+    "Cast": Operator(_cast, _cast_shapes, dynamic=True),
 }

@@ -22,6 +22,7 @@ class Handler:
 
     caffe2_type: ClassVar[str] = ""
     emits: ClassVar[tuple[str, ...]] = ()
+    refuses_below: ClassVar[int] = 0  # below this opset the chosen version only refuses (what it emits is absent)
 
     @classmethod
     def versions(cls) -> list[int]:
