@@ -100,8 +100,8 @@ FAMILIES = (
     Family("se_resnet50", residual_gain=RESIDUAL_GAIN),
     Family("se_resnext50", residual_gain=RESIDUAL_GAIN),
     Family("fcn8s", slow=True),
-    Family("mobilenet_ssd", ssd=True, needs="Permute, PriorBox, DetectionOutput"),
-    Family("res10_ssd_face", ssd=True, needs="Permute, PriorBox, Normalize, DetectionOutput"),
+    Family("mobilenet_ssd", ssd=True, confidence_threshold=0.05),
+    Family("res10_ssd_face", ssd=True),
 )
 
 SSD_TOPS = ("mbox_loc", "mbox_conf_flatten", "mbox_priorbox")

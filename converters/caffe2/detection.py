@@ -4,7 +4,8 @@ Caffe's layer (weiliu89/caffe, ssd branch) decodes one box per prior, keeps per 
 candidates scoring above ``confidence_threshold``, the ``top_k`` best of them, greedy NMS among
 those, then the ``keep_top_k`` best over all classes. The translation:
 
-1. decode (CENTER_SIZE or CORNER) with Split/Mul/Add/Sub/Exp/Concat, no clipping;
+1. decode (CENTER_SIZE or CORNER) with Split/Mul/Add/Sub/Exp/Concat, clamped to [0, 1] by Clip
+   only with OpenCV's ``clip: true`` (Caffe's SSD never clips here);
 2. SSD's pre-NMS ``top_k``: per class the k-th best score (TopK on the class-major scores) and
    every score below it pushed to ``-inf`` (LT, Cast, Mul, Sub), so that it fails the threshold;
 3. BoxWithNMSLimit (class-agnostic boxes, ``legacy_plus_one=0``: normalized IoU without +1,
@@ -55,6 +56,8 @@ def detection_output(t: Translation, layer: CaffeLayer) -> None:
     threshold = float(p.confidence_threshold) if p.HasField("confidence_threshold") else _LOWEST
     t.hold_op_name(layer.name)  # the NMS operator carries the layer's own name (ONNX refusals name it)
     boxes = _decode(t, loc, priors, num_priors, p)
+    if p.clip:  # OpenCV's field (the res10 face detector): decoded boxes clamped to [0, 1] before NMS
+        boxes = t.add("Clip", [boxes], [t.temp("clipped_boxes")], min=0.0, max=1.0)
     scores, labels = _class_scores(t, conf, num_priors, classes, background, kept_per_class)
     found = [t.temp("det_scores"), t.temp("det_boxes"), t.temp("det_classes")]
     t.add("BoxWithNMSLimit", [scores, boxes], found, op_name=layer.name, score_thresh=threshold,

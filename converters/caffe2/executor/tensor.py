@@ -397,6 +397,13 @@ def _reduce_axes(shape: Shape, args: Mapping[str, Any]) -> tuple[int, ...]:
     return axes
 
 
+def _clip(x: np.ndarray, args: Mapping[str, Any]) -> np.ndarray:
+    """Caffe2's Clip (clip_op.cc): ``min``/``max`` default to float's lowest and largest values."""
+    limits = np.finfo(np.float32)
+    low, high = float(args.get("min", limits.min)), float(args.get("max", limits.max))
+    return np.clip(x, np.float32(low), np.float32(high)).astype(x.dtype, copy=False)
+
+
 def _reduce_sum(inputs: Sequence[np.ndarray], args: Mapping[str, Any], n: int) -> list[np.ndarray]:
     x = inputs[0]
     axes = _reduce_axes(x.shape, args)
@@ -442,6 +449,7 @@ OPERATORS: dict[str, Operator] = {
     "ArgMax": Operator(_argmax, _argmax_shapes),
     # SSD's Normalize (issue 13)
     "ReduceSum": Operator(_reduce_sum, _reduce_sum_shapes),
+    "Clip": _unary(_clip),  # DetectionOutput's clip (OpenCV's field; the res10 face detector sets it)
     "Sqrt": _unary(_elementwise(np.sqrt)),
     "Cast": Operator(_cast, _cast_shapes, dynamic=True),
 }

@@ -261,8 +261,36 @@ class ReduceSum(Handler):
         axes = e.const("axes", cls._axes(e), np.int64)
         e.node("ReduceSum", [e.inputs[0], axes], e.outputs[:1], keepdims=int(e.args.get("keepdims", 1)))
 
+class Clip(Handler):
+    """Caffe2's Clip: ``min``/``max`` (float's lowest and largest when absent) as attributes until
+    ONNX opset 11, as optional inputs from 11."""
+
+    caffe2_type = "Clip"
+    emits = ("Clip",)
+
+    @staticmethod
+    def _limits(e: OpEmitter) -> tuple[float, float]:
+        limits = np.finfo(np.float32)
+        return float(e.args.get("min", limits.min)), float(e.args.get("max", limits.max))
+
+    @classmethod
+    def version_1(cls, e: OpEmitter) -> None:
+        low, high = cls._limits(e)
+        e.node("Clip", e.inputs[:1], e.outputs[:1], min=low, max=high)
+
+    version_6 = version_1
+
+    @classmethod
+    def version_11(cls, e: OpEmitter) -> None:
+        low, high = cls._limits(e)
+        e.node("Clip", [e.inputs[0], e.const("min", low), e.const("max", high)], e.outputs[:1])
+
+    version_12 = version_13 = version_11
+
+
 HANDLERS = (
     Relu, LeakyRelu, Sigmoid, Tanh, Elu, Abs, Exp, Log, Softplus, Copy, Add, Sub, Mul, Div, Sum,
     Max, PRelu, Scale, Sqr, Pow,
     Sqrt, ReduceSum,  # SSD's Normalize (issue 13)
+    Clip,  # DetectionOutput's clip (issue 13)
 )
