@@ -27,6 +27,8 @@ from zooforge.converters.sources import SourceSpec, SyntheticWeights
 from zooforge.versioning.convert import convert_opset, model_opset
 
 DEFAULT_OPSET = 12
+# ONNX metadata: the outputs holding detection rows (parity matches their rows, see artifacts/validation)
+DETECTION_ROWS_KEY = "zooforge.detection_rows"
 SYNTHETIC_NOTE = SYNTHETIC_SENTENCE
 
 
@@ -294,6 +296,10 @@ def export_netdef(caffe2: Caffe2Model, options: ConvertOptions = ConvertOptions(
         raise InputFileError(f"unknown compatibility mode {options.compat!r}; the only one is 'zoo'")
     model = caffe2_to_onnx(caffe2, export)
     result = Conversion(model, caffe2, notes=notes)
+    detections = [output.name for name, output in zip(caffe2.outputs, model.skeleton.graph.output)
+                  if name in caffe2.detection_rows]  # the graph's outputs are the NetDef's, in order
+    if caffe2.detection_rows:
+        _set_metadata(model.skeleton, {DETECTION_ROWS_KEY: ",".join(detections)})
     if caffe2.synthetic_weights:
         model.skeleton.doc_string = SYNTHETIC_NOTE
         _set_metadata(model.skeleton, {"zooforge.synthetic_weights": "true"})

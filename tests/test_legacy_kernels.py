@@ -408,12 +408,14 @@ def test_legacy_kernel_matches_modern_onnxruntime(pair):
 def test_every_kernel_is_cross_checked():
     covered = {(c.legacy(o).nodes[0].op_type, _active(c.legacy(o).nodes[0].op_type, o)) for c, o in PAIRS}
     covered |= {("Softmax", 11), ("LRN", 13)}  # checked at opsets 11 and 13 below
+    covered |= {("BatchNormalization", 7), ("BatchNormalization", 9)}  # test_batchnorm_inference_...
     assert set(KERNELS) <= covered, sorted(set(KERNELS) - covered)
 
 
 def test_kernels_only_where_needed():
     assert {c.since_version for c in kernels_for_opset(6) if c.__name__ == "Gemm"} == {6}
-    assert {c.__name__ for c in kernels_for_opset(13)} == {"LRN"}
+    assert {c.__name__ for c in kernels_for_opset(13)} == {"LRN", "BatchNormalization"}  # BN-9's fix
+    assert {c.__name__ for c in kernels_for_opset(15)} == {"LRN"}
     assert "Relu" not in {c.__name__ for c in kernels_for_opset(3)}
 
 
@@ -556,3 +558,37 @@ def test_unknown_runtime_raises():
 def test_onnxruntime_refused_below_opset7():
     with pytest.raises(runtime.RuntimeUnavailableError, match="opset 5"):
         runtime.run_with("onnxruntime", _relu(5), {"x": x4()})
+
+
+# ---------------------------------------------------------------------------- BatchNormalization-7/-9
+
+
+def _bn_model(opset: int):
+    x = x4()
+    gen = np.random.default_rng(RNG_SEED)
+    inits = {"scale": gen.normal(size=3).astype(np.float32), "bias": gen.normal(size=3).astype(np.float32),
+             "mean": gen.normal(size=3).astype(np.float32), "var": gen.uniform(0.5, 2.0, 3).astype(np.float32)}
+    attrs = {"is_test": 1} if opset < 7 else {}
+    g = Graph([N("BatchNormalization", ["x", "scale", "bias", "mean", "var"], ["y"], epsilon=1e-5, **attrs)],
+              {"x": x}, ["y"], inits)
+    shape = (1, -1, 1, 1)
+    spec = ((x - inits["mean"].reshape(shape)) / np.sqrt(inits["var"].reshape(shape) + 1e-5)
+            * inits["scale"].reshape(shape) + inits["bias"].reshape(shape))
+    return build(g, opset), x, spec
+
+
+@pytest.mark.parametrize("opset", [7, 8, 9, 12, 13, 14, 15])
+def test_batchnorm_inference_matches_the_formula_on_both_runtimes(opset):
+    """One output means inference (BN-7 and -9 say so); the stored statistics normalise."""
+    model, x, spec = _bn_model(opset)
+    for name in ("reference", "onnxruntime"):
+        (got,) = runtime.run_with(name, model, {"x": x}).values()
+        np.testing.assert_allclose(got, spec, rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+def test_stock_reference_batchnorm9_is_wrong():
+    model, x, spec = _bn_model(9)
+    stock = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    if np.allclose(stock, spec, rtol=RTOL, atol=ATOL):
+        pytest.skip(f"onnx {onnx.__version__} fixed its reference BatchNormalization-9; our kernel is now redundant")
+    assert np.abs(stock - spec).max() > 1e-3  # it normalised with the batch's own statistics

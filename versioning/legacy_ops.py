@@ -193,6 +193,25 @@ class BatchNormalization_1(_BatchNormLegacy):
     op_type, since_version = "BatchNormalization", 1
 
 
+class _BatchNormByOutputs(_BatchNormLegacy):
+    """BatchNormalization-7/-9: test mode when the node has one output, training with five. onnx
+    1.23's own kernels get both wrong: its BN-7 returns a tuple inside the result (the evaluator
+    fails), and its BN-9 takes the schema's default ``momentum`` 0.9 as a request for training and
+    normalises with the batch's statistics (0.09 off on unit-scale inputs, measured)."""
+
+    def _run(self, x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, spatial=1, **_):
+        return super()._run(x, scale, bias, mean, var, epsilon=epsilon, is_test=int(self._n_outputs() == 1),
+                            momentum=momentum, spatial=spatial)
+
+
+class BatchNormalization_7(_BatchNormByOutputs):
+    op_type, since_version = "BatchNormalization", 7
+
+
+class BatchNormalization_9(_BatchNormByOutputs):
+    op_type, since_version = "BatchNormalization", 9
+
+
 class _GemmLegacy(_LegacyOp):
     def _run(self, a, b, c, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0, **_):
         a2 = a.T if transA else a
@@ -379,7 +398,7 @@ KERNELS: dict[tuple[str, int], type[_LegacyOp]] = {
     (cls.op_type, cls.since_version): cls
     for cls in (
         Add_1, Add_6, Sub_1, Sub_6, Mul_1, Mul_6, Div_1, Div_6, Pow_1, Sum_1, PRelu_1,
-        BatchNormalization_1, Gemm_1, Gemm_6, Concat_1, Reshape_1, Dropout_1, Dropout_6,
+        BatchNormalization_1, BatchNormalization_7, BatchNormalization_9, Gemm_1, Gemm_6, Concat_1, Reshape_1, Dropout_1, Dropout_6,
         Clip_1, Cast_1, AveragePool_1, Softmax_1, Softmax_11, LRN_1, LRN_13,
     )
 }

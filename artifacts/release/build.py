@@ -239,6 +239,10 @@ def _header(path: Path) -> onnx.ModelProto:
 def _build(source: ReleaseSource, options: ReleaseOptions, root: Path, say: Progress) -> ReleaseSummary:
     summary = ReleaseSummary(root)
     title = options.title or source.title
+    if options.quantize and source.detection_rows:
+        raise ReleaseError(
+            f"quantized variants of a detector (detection rows in {', '.join(source.detection_rows)}) cannot be "
+            "released: their parity rule compares a classifier's outputs; pass --quantize none")
     say("computing the source model's outputs")
     feeds = [options.recipe.draw(source.input_shapes, index) for index in range(options.test_sets)]
     expected = [source.expected_outputs(feed) for feed in feeds]

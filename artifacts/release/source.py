@@ -49,6 +49,14 @@ class ReleaseSource:
             for value in self.onnx_model.graph.input if value.name not in initializers
         }
 
+    @property
+    def detection_rows(self) -> list[str]:
+        """The outputs holding detection rows (SSD's DetectionOutput), by the source's own names."""
+        if self.caffe2 is not None:
+            return self.caffe2.detection_rows
+        listed = {p.key: p.value for p in self.onnx_model.metadata_props}.get(api.DETECTION_ROWS_KEY, "")
+        return [name for name in listed.split(",") if name]
+
     def variant(self, opset: int) -> OnnxModel:
         """The model at ``opset``, checked; large weights stay shared with the source."""
         if self.caffe2 is not None:

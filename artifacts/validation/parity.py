@@ -54,6 +54,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
+from zooforge.artifacts.validation.detections import align_rows, detection_tolerance
+from zooforge.converters.api import DETECTION_ROWS_KEY
 from zooforge.artifacts.validation.listing import listed_file
 from zooforge.artifacts.validation.quantized import (
     OutputStep, QuantizedRule, bounds, output_steps, quantized_format, steps_needed, top1_problem,
@@ -650,7 +652,8 @@ class _Collector:
                 self.warnings.append(f"{label}: not run on {runtime}: {error}")
                 continue
             for test_set in test_sets:
-                self.sets.append(self._run(session, error, opset, test_set, runtime, label, steps))
+                self.sets.append(self._run(session, error, opset, test_set, runtime, label, steps,
+                                           _detection_outputs(model)))
             # The reference evaluator's objects form cycles; collect them now, not after the next
             # model has been loaded beside them.
             del session
@@ -668,13 +671,19 @@ class _Collector:
             return None, f"{runtime} could not load the model: {type(exc).__name__}: {first_line}"
 
     def _compare(self, name: str, expected: np.ndarray, got: np.ndarray,
-                 steps: Mapping[str, OutputStep] | None) -> OutputReport:
+                 steps: Mapping[str, OutputStep] | None, detections: frozenset[str] = frozenset()) -> OutputReport:
+        tolerance = self.tolerance.for_output(name)
+        if name in detections:
+            got = align_rows(expected, got)
+            if name not in self.tolerance.per_output:  # an explicit per-output tolerance is the user's word
+                tolerance = detection_tolerance(tolerance)
         if steps is not None and self.quantized is not None:
             return compare_quantized(name, expected, got, steps.get(name, OutputStep("unknown")), self.quantized)
-        return compare_output(name, expected, got, self.tolerance.for_output(name))
+        return compare_output(name, expected, got, tolerance)
 
     def _run(self, session: Session | None, load_error: str | None, opset: int, test_set: _TestSet,
-             runtime: str, label: str, steps: Mapping[str, OutputStep] | None = None) -> SetReport:
+             runtime: str, label: str, steps: Mapping[str, OutputStep] | None = None,
+             detections: frozenset[str] = frozenset()) -> SetReport:
         report = SetReport(label, test_set.name, runtime, opset)
         if test_set.problem:
             return replace(report, error=test_set.problem)
@@ -686,7 +695,7 @@ class _Collector:
         except Exception as exc:  # noqa: BLE001
             first_line = (str(exc).strip().splitlines() or [""])[0]
             return replace(report, error=f"{runtime} could not run the model: {type(exc).__name__}: {first_line}")
-        outputs = [self._compare(name, expected, np.asarray(got[name]), steps)
+        outputs = [self._compare(name, expected, np.asarray(got[name]), steps, detections)
                    if name in got else
                    OutputReport(name, str(expected.dtype), None, tuple(expected.shape), None, passed=False,
                                 reason="the model produced no output of this name")
@@ -714,6 +723,12 @@ class _Collector:
     def standalone(self, model_path: Path, label: str) -> None:
         _load_model(model_path)
         self.warnings.append(f"{label}: no test data (no tarball of the same name); checked only that it loads")
+
+
+def _detection_outputs(model: onnx.ModelProto) -> frozenset[str]:
+    """The outputs the model's metadata names as detection rows (compared row by row)."""
+    listed = {p.key: p.value for p in model.metadata_props}.get(DETECTION_ROWS_KEY, "")
+    return frozenset(name for name in listed.split(",") if name)
 
 
 def _archive_root(dest: Path, archive: Path) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from zooforge.artifacts.validation.detections import DETECTION_ATOL
 from zooforge.artifacts.validation.parity import SetReport, Tolerance, ValidationReport, validate_path
 from zooforge.artifacts.validation.quantized import DEFAULT_FALLBACK, DEFAULT_STEPS, QuantizedRule
 from zooforge.converters.cli import FiniteFloat, run_reporting_errors, zoo_command
@@ -42,6 +43,10 @@ def _print_report(report: ValidationReport, quiet: bool) -> None:
     elif not quiet:
         tol = report.tolerance
         rule = "" if report.quantized is None else f"; {report.quantized.describe()}"
+        detections = sorted({o.name for s in report.sets for o in s.outputs if o.atol > tol.for_output(o.name).atol})
+        if detections:
+            rule += (f"; detection rows ({', '.join(detections)}) matched row by row at atol="
+                     f"{max(tol.atol, DETECTION_ATOL):g}")
         click.echo(f"passed: {len(report.sets)} model/test set/runtime run(s) at rtol={tol.rtol:g}, atol={tol.atol:g}"
                    f"{rule}")
 

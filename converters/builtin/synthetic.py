@@ -123,6 +123,8 @@ def synthetic_weights(
     return table
 
 
+SAMPLES = 4  # seeded inputs followed through the net by a calibrated synthesis
+
 # Layers whose outputs scale by f when every blob does (so a final one can be brought to logit_std),
 # and layers that pass such a scaling on (positively homogeneous: f * x in, f * y out, for f > 0).
 _LINEAR_IN_BLOBS = frozenset({"Convolution", "Deconvolution", "InnerProduct", "ConvolutionDepthwise", "Scale"})
@@ -145,8 +147,10 @@ class _Calibration:
     def __init__(self, net: CaffeNet, seed: int, scale: WeightScale) -> None:
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0xCA11B,)))
         half = math.sqrt(3.0) * scale.input_std
-        self.values: dict[str, np.ndarray] = {
-            name: (scale.input_mean + rng.uniform(-half, half, shape)).astype(np.float32)
+        # One list of values per blob, one value per sample: the net's own batch, run SAMPLES times
+        # (a deep layer of few positions, SSD's 1x1 heads, needs more than one image's statistics).
+        self.values: dict[str, list[np.ndarray]] = {
+            name: [(scale.input_mean + rng.uniform(-half, half, shape)).astype(np.float32) for _ in range(SAMPLES)]
             for name, shape in net.inputs.items()
         }
         self.reads_after = _reads_after(net)
@@ -159,13 +163,15 @@ class _Calibration:
 
         for index in range(start, len(t.predict.op)):
             op = t.predict.op[index]
-            inputs = [self.values[name] if name in self.values else t.weights[name] for name in op.input]
-            outputs = operator_for(op, index).kernel(inputs, op_args(op), len(op.output))
-            self.values.update(zip(op.output, outputs))
+            kernel, args = operator_for(op, index).kernel, op_args(op)
+            runs = [kernel([self.values[name][sample] if name in self.values else t.weights[name]
+                            for name in op.input], args, len(op.output)) for sample in range(SAMPLES)]
+            for position, name in enumerate(op.output[: min(len(run) for run in runs)]):
+                self.values[name] = [run[position] for run in runs]
 
     def batch_norm_blobs(self, layer: CaffeLayer, drawn: list[np.ndarray], rng: Any) -> list[np.ndarray]:
         """Mean and variance of the BatchNorm's actual input, perturbed by values drawn from ``rng``."""
-        x = self.values[layer.bottoms[0]].astype(np.float64)
+        x = np.concatenate(self.values[layer.bottoms[0]], axis=0).astype(np.float64)  # samples along the batch
         axes = tuple(d for d in range(x.ndim) if d != 1)
         if math.prod(x.shape[d] for d in axes) < 2:
             return drawn  # one value per channel: no statistics to take
@@ -182,7 +188,7 @@ class _Calibration:
             if layer.name not in final or layer.type not in _LINEAR_IN_BLOBS or layer.name not in table:
                 continue
             measured = self.values.get(self.measure[layer.name])
-            spread = float(np.std(measured.astype(np.float64))) if measured is not None else 0.0
+            spread = float(np.std(np.stack(measured).astype(np.float64))) if measured is not None else 0.0
             if spread > 0.0 and math.isfinite(spread):
                 for blob in table[layer.name]:
                     blob *= np.float32(logit_std / spread)

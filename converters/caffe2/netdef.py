@@ -28,6 +28,9 @@ INT32_TYPE = 2
 INT64_TYPE = 10
 
 SYNTHETIC_ARG = "zooforge_synthetic_weights"
+# Net-level argument listing the external outputs that are detection rows (SSD's DetectionOutput):
+# [image, label, score, xmin, ymin, xmax, ymax] per row, whose order ties may change between runtimes.
+DETECTION_ROWS_ARG = "zooforge_detection_rows"
 CAFFE2_FILES = ("predict_net.pb", "init_net.pb", "value_info.json")  # what write_caffe2 writes  # net-level argument marking synthetic weights
 
 ArgValue = int | float | str | bytes | list[int] | list[float] | list[str]
@@ -49,6 +52,11 @@ class Caffe2Model:
     def synthetic_weights(self) -> bool:
         """Whether the weights are zooforge's seeded synthetic ones (recorded as a net argument)."""
         return any(arg.name == SYNTHETIC_ARG and arg.i for arg in self.predict_net.arg)
+
+    @property
+    def detection_rows(self) -> list[str]:
+        """The external outputs holding detection rows (recorded as a net argument)."""
+        return [name.decode() for arg in self.predict_net.arg if arg.name == DETECTION_ROWS_ARG for name in arg.strings]
 
     @property
     def inputs(self) -> list[str]:

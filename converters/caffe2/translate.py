@@ -21,7 +21,7 @@ from zooforge.converters.caffe.params import spatial
 from zooforge.converters.caffe2 import schema
 from zooforge.converters.caffe2.executor.geometry import CAFFE_LEGACY_POOLING, pool_extent
 from zooforge.converters.caffe2.executor.run import describe_operator, infer_shapes
-from zooforge.converters.caffe2.netdef import SYNTHETIC_ARG, Caffe2Model, make_arg, make_op
+from zooforge.converters.caffe2.netdef import DETECTION_ROWS_ARG, SYNTHETIC_ARG, Caffe2Model, make_arg, make_op
 from zooforge.converters.errors import CaffeModelError, UnsupportedLayerError, ZooforgeError
 from zooforge.versioning.names import fresh_name
 
@@ -208,6 +208,10 @@ def translate(net: CaffeNet) -> Caffe2Model:
     t.predict.external_output.extend(net.outputs)
     if net.synthetic_weights:
         t.predict.arg.append(make_arg(SYNTHETIC_ARG, 1))
+    detections = [top for layer in net.layers if layer.type == "DetectionOutput" for top in layer.tops
+                  if top in net.outputs]
+    if detections:
+        t.predict.arg.append(make_arg(DETECTION_ROWS_ARG, detections))
     return Caffe2Model(t.predict, t.weights, dict(net.inputs), origins=t.origins)
 
 

@@ -9,7 +9,7 @@ blob keeps its plain name at its last write and earlier writes of in-place blobs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from onnx import TensorProto, helper
@@ -78,6 +78,17 @@ class _Names:
         return self._interim[blob, version]
 
 
+def _emit(model: Caffe2Model, handler: Any, opset: int, emitter: OpEmitter) -> None:
+    """Run the handler's version for ``opset``; a refusal names the Caffe layer the op comes from."""
+    try:
+        handler.emitter(opset)(emitter)
+    except ExportError as exc:
+        origin = model.origins.get(emitter.op.name)
+        if origin is None or str(exc).startswith(origin.removesuffix(")")):  # it names the layer already
+            raise
+        raise ExportError(f"{origin}: {exc}") from None
+
+
 def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> OnnxModel:
     """Translate every operator with its versioned handler and assemble the model."""
     info = opset_info(options.opset)
@@ -94,6 +105,14 @@ def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> OnnxModel:
         weight_names[blob] = name
     input_names = {blob: context.claim(names.current(blob)) for blob in model.inputs}
 
+    # An operator that needs a newer opset is refused first, wherever it sits: its sentence names
+    # the lowest opset that works (an earlier operator's own, lower minimum would mislead).
+    for op in net.op:
+        handler = REGISTRY.get(op.type)
+        if handler is not None and options.opset < handler.refuses_below:
+            _emit(model, handler, options.opset,
+                  OpEmitter(context, op, op_args(op), list(op.input), list(op.output)))
+
     for index, op in enumerate(net.op):
         handler = REGISTRY.get(op.type)
         if handler is None:
@@ -103,14 +122,7 @@ def caffe2_to_onnx(model: Caffe2Model, options: ExportOptions) -> OnnxModel:
             )
         inputs = [names.current(blob) for blob in op.input]
         outputs = [context.claim(names.write(blob)) for blob in op.output]
-        emitter = OpEmitter(context, op, op_args(op), inputs, outputs)
-        try:
-            handler.emitter(options.opset)(emitter)
-        except ExportError as exc:
-            origin = model.origins.get(op.name)
-            if origin is None:
-                raise
-            raise ExportError(f"{origin}: {exc}") from None
+        _emit(model, handler, options.opset, OpEmitter(context, op, op_args(op), inputs, outputs))
 
     used = {name for node in context.nodes for name in node.input}
     initializers = {
