@@ -19,6 +19,7 @@ TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
 
 from conftest import run_onnx_file  # noqa: E402
+from detection_cases import CONFORMANCE as DETECTION, detection_feeds_for, detection_model  # noqa: E402
 from layer_cases import CASES, prepare  # noqa: E402
 from real_caffe2 import RealCaffe2, environment  # noqa: E402
 from real_caffe2.conformance import TABLE, render_table, run_case  # noqa: E402
@@ -47,6 +48,9 @@ def main() -> int:
         for case in CASES:
             prepared = prepare(case, _Folders(Path(root)))
             checks += run_case(real, case.id, prepared.conversion(12).caffe2, prepared.feeds, run_onnx_file)
+        for case_id, params in DETECTION.items():  # SSD heads: DetectionOutput is not a layer case
+            _, model = detection_model(Path(tempfile.mkdtemp(prefix=f"{case_id}-", dir=root)), params)
+            checks += run_case(real, case_id, model, detection_feeds_for(params), run_onnx_file)
     args.out.write_text(render_table(checks, real.versions()))
     real.close()
     failed = [c for c in checks if not c.passed]

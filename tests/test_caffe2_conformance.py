@@ -22,6 +22,7 @@ from zooforge.converters.errors import ZooforgeError
 from zooforge.converters.onnx.frontend import ExportOptions, caffe2_to_onnx
 
 from conftest import ort_session, run_onnx_file
+from detection_cases import CONFORMANCE as DETECTION, detection_feeds_for, detection_model
 from layer_cases import COVERED_ELSEWHERE, CASES, layer_types, prepare
 from real_caffe2 import RealCaffe2, RealCaffe2Error
 from real_caffe2.conformance import TABLE, bound, max_error, render_table, run_case, table_signatures
@@ -39,14 +40,20 @@ class _Checks:
 
     def __getitem__(self, case_id: str) -> list:
         if case_id not in self.done:
-            case = next(c for c in CASES if c.id == case_id)
-            prepared = prepare(case, self.tmp_path_factory)
-            self.done[case_id] = run_case(self.real, case.id, prepared.conversion(12).caffe2, prepared.feeds,
-                                          run_onnx_file)
+            if case_id in DETECTION:  # an SSD head (tests/detection_cases.py)
+                _, model = detection_model(self.tmp_path_factory.mktemp(case_id), DETECTION[case_id])
+                feeds = detection_feeds_for(DETECTION[case_id])
+            else:
+                prepared = prepare(next(c for c in CASES if c.id == case_id), self.tmp_path_factory)
+                model, feeds = prepared.conversion(12).caffe2, prepared.feeds
+            self.done[case_id] = run_case(self.real, case_id, model, feeds, run_onnx_file)
         return self.done[case_id]
 
     def all(self) -> dict[str, list]:
-        return {case.id: self[case.id] for case in CASES}
+        return {case_id: self[case_id] for case_id in CASE_IDS}
+
+
+CASE_IDS = [case.id for case in CASES] + list(DETECTION)
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +62,9 @@ def checks(real_caffe2, tmp_path_factory) -> _Checks:
     return _Checks(real_caffe2, tmp_path_factory)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_every_operator_of_the_case_agrees_with_real_caffe2(case, checks) -> None:
-    failures = [f"op {c.index} {c.signature}: {'; '.join(c.problems)}" for c in checks[case.id] if not c.passed]
+@pytest.mark.parametrize("case", CASE_IDS)
+def test_every_operator_of_the_case_agrees_with_real_caffe2(case: str, checks) -> None:
+    failures = [f"op {c.index} {c.signature}: {'; '.join(c.problems)}" for c in checks[case] if not c.passed]
     assert not failures, "\n".join(failures)
 
 
@@ -90,6 +97,15 @@ def test_the_committed_table_lists_exactly_what_the_translator_writes(checks) ->
 def test_every_translator_has_a_conformance_case() -> None:
     covered = set().union(*(layer_types(case) for case in CASES), COVERED_ELSEWHERE)
     assert set(TRANSLATORS) <= covered
+    assert DETECTION and "DetectionOutput" in COVERED_ELSEWHERE  # its heads: detection_cases.CONFORMANCE
+
+
+def test_the_detection_heads_write_every_operator_detection_output_uses(checks) -> None:
+    """Decode (both codes, with and without variances, clipped), the top_k mask, the background
+    reorder and filler, NMS and the padded sort: each operator type reaches the table."""
+    types = {c.signature.split("(")[0] for case in DETECTION for c in checks[case]}
+    assert {"Split", "Mul", "Add", "Sub", "Exp", "Concat", "Clip", "TopK", "Slice", "LT", "Cast",
+            "BoxWithNMSLimit", "Gather", "Reshape", "Transpose"} <= types
 
 
 def test_executor_arities_are_real_caffe2_schemas(real_caffe2) -> None:

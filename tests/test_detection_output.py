@@ -22,65 +22,11 @@ from zooforge.converters.errors import ZooforgeError
 from zooforge.converters.onnx.frontend import ExportOptions, caffe2_to_onnx
 
 from conftest import ort_session
+from detection_cases import C, CASES, NO_LIMIT, P, detection_feeds, detection_feeds_for, detection_model, \
+    detection_prototxt, shared_location
 
-P, C = 16, 4
 OPSETS = (10, 11, 12, 13, onnx.defs.onnx_opset_version())
 TOLERANCE = 1e-4  # SSD's acceptance for scores and boxes
-
-
-def _feeds_for(params: str) -> dict[str, np.ndarray]:
-    """With variance_encoded_in_target the priors hold boxes only (1 row), as OpenCV requires."""
-    feeds = _feeds()
-    if "variance_encoded_in_target: true" in params:
-        feeds["priors"] = feeds["priors"][:, :1].copy()
-    return feeds
-
-
-def _feeds(seed: int = 7) -> dict[str, np.ndarray]:
-    """Four clusters of four overlapping priors; softmaxed scores with two planted ties."""
-    rng = np.random.default_rng(seed)
-    centers = np.repeat(rng.uniform(0.25, 0.75, (4, 2)), 4, axis=0) + rng.normal(0, 0.02, (P, 2))
-    sizes = rng.uniform(0.15, 0.3, (P, 2))
-    priors = np.zeros((1, 2, 4 * P), np.float32)
-    priors[0, 0] = np.concatenate([centers - sizes / 2, centers + sizes / 2], 1).reshape(-1)
-    priors[0, 1] = np.tile([0.1, 0.1, 0.2, 0.2], P)
-    loc = rng.normal(0, 0.4, (1, 4 * P)).astype(np.float32)
-    logits = rng.normal(0, 1.5, (P, C))
-    scores = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    scores[3, 1] = scores[12, 1] = 0.9  # a tie within a class, boxes far apart (both kept)
-    scores[6, 2] = scores[9, 3] = 0.8  # a tie across classes
-    return {"loc": loc, "conf": scores.reshape(1, -1).astype(np.float32), "priors": priors}
-
-
-def _prototxt(params: str, priors_rows: int = 2) -> str:
-    return (f'name: "ssd_head"\n'
-            f'input: "loc" input_shape {{ dim: 1 dim: {4 * P} }}\n'
-            f'input: "conf" input_shape {{ dim: 1 dim: {C * P} }}\n'
-            f'input: "priors" input_shape {{ dim: 1 dim: {priors_rows} dim: {4 * P} }}\n'
-            'layer { name: "detection_out" type: "DetectionOutput" bottom: "loc" bottom: "conf" bottom: "priors" '
-            f'top: "detection_out" detection_output_param {{ num_classes: {C} {params} }} }}\n')
-
-
-def _shared(params: str) -> str:
-    """OpenCV requires share_location to be written out."""
-    return params if "share_location" in params else f"share_location: true {params}"
-
-
-CASES = {
-    # more candidates than top_k, more detections than keep_top_k, overlapping boxes
-    "center_size": "share_location: true background_label_id: 0 nms_param { nms_threshold: 0.45 top_k: 5 } "
-                   "code_type: CENTER_SIZE keep_top_k: 8 confidence_threshold: 0.1",
-    "fewer_than_keep": "background_label_id: 0 nms_param { nms_threshold: 0.3 top_k: 3 } "
-                       "code_type: CENTER_SIZE keep_top_k: 30 confidence_threshold: 0.25",
-    "corner_bg2": "background_label_id: 2 nms_param { nms_threshold: 0.5 top_k: 6 } code_type: CORNER "
-                  "keep_top_k: 10 confidence_threshold: 0.2",
-    "encoded_no_bg": "background_label_id: 9 nms_param { nms_threshold: 0.6 } code_type: CENTER_SIZE "
-                     "variance_encoded_in_target: true keep_top_k: 12 confidence_threshold: 0.3",
-    "nothing": "background_label_id: 0 nms_param { nms_threshold: 0.45 top_k: 5 } code_type: CENTER_SIZE "
-               "keep_top_k: 6 confidence_threshold: 0.999",
-}
-NO_LIMIT = ("background_label_id: 0 nms_param { nms_threshold: 0.45 top_k: 5 } code_type: CENTER_SIZE "
-            "keep_top_k: -1 confidence_threshold: 0.1")
 
 
 # -- Caffe's C++, transcribed ---------------------------------------------------------------------
@@ -135,6 +81,8 @@ def caffe_reference(feeds: dict[str, np.ndarray], params: str) -> np.ndarray:
     prior = feeds["priors"][0, 0].reshape(P, 4)
     var = feeds["priors"][0, -1].reshape(P, 4)  # unused when the variances are encoded
     boxes = _decode(feeds["loc"].reshape(P, 4), prior, var, code, encoded)
+    if "clip: true" in params:  # OpenCV's DecodeBBox with clip_bbox: each coordinate clamped to [0, 1]
+        boxes = np.clip(boxes, np.float32(0), np.float32(1))
     scores = feeds["conf"].reshape(P, C)
     background = int(_caffe_param(params, "background_label_id", 0))
     thr = _caffe_param(params, "confidence_threshold", -3.4e38)
@@ -156,13 +104,6 @@ def caffe_reference(feeds: dict[str, np.ndarray], params: str) -> np.ndarray:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-def _model(tmp_path: Path, params: str):
-    priors_rows = 1 if "variance_encoded_in_target: true" in params else 2
-    path = tmp_path / "net.prototxt"
-    path.write_text(_prototxt(_shared(params), priors_rows))
-    return path, translate(load_caffe(path, None))
-
 
 def _opencv(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     cv2 = pytest.importorskip("cv2")
@@ -199,8 +140,8 @@ def _compare(ours: np.ndarray, expected: np.ndarray) -> float:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_executor_matches_caffe_and_opencv(case: str, tmp_path: Path) -> None:
-    feeds = _feeds_for(CASES[case])
-    path, model = _model(tmp_path, CASES[case])
+    feeds = detection_feeds_for(CASES[case])
+    path, model = detection_model(tmp_path, CASES[case])
     ours = run_net(model, feeds)["detection_out"]
     _compare(ours, caffe_reference(feeds, CASES[case]))
     _compare(_canonical(ours), _canonical(_opencv(path, feeds)))
@@ -208,7 +149,7 @@ def test_executor_matches_caffe_and_opencv(case: str, tmp_path: Path) -> None:
 
 def test_the_data_exercise_every_stage(tmp_path: Path) -> None:
     """The centre-size case prunes by top_k, by NMS and by keep_top_k, and keeps a within-class tie."""
-    feeds, params = _feeds(), CASES["center_size"]
+    feeds, params = detection_feeds(), CASES["center_size"]
     full = caffe_reference(feeds, params.replace("top_k: 5", "top_k: -1").replace("keep_top_k: 8", "keep_top_k: -1"))
     no_nms = caffe_reference(feeds, params.replace("nms_threshold: 0.45", "nms_threshold: 1.0")
                              .replace("keep_top_k: 8", "keep_top_k: -1"))
@@ -218,13 +159,18 @@ def test_the_data_exercise_every_stage(tmp_path: Path) -> None:
     assert found(limited) != found(full)  # top_k drops candidates
     assert found(no_nms) > found(limited)  # NMS suppresses
     assert found(caffe_reference(feeds, CASES["nothing"])) == 0
+    clip = CASES["clip_corner"]
+    clipped = caffe_reference(detection_feeds_for(clip), clip)
+    unclipped = caffe_reference(detection_feeds_for(clip), clip.replace("clip: true", ""))
+    assert np.any(unclipped[..., 3:] < 0) and np.any(unclipped[..., 3:] > 1)  # clip has work to do
+    assert not np.array_equal(clipped, unclipped) and clipped[..., 3:].min() >= 0 and clipped[..., 3:].max() <= 1
     rows = caffe_reference(feeds, CASES["fewer_than_keep"])[0, 0]
     assert any(np.count_nonzero(rows[:, 2] == s) > 1 for s in rows[:, 2] if s > 0)  # a kept tie
 
 
 def test_no_limit_gives_every_possible_row(tmp_path: Path) -> None:
-    feeds = _feeds()
-    _, model = _model(tmp_path, NO_LIMIT)
+    feeds = detection_feeds()
+    _, model = detection_model(tmp_path, NO_LIMIT)
     ours = run_net(model, feeds)["detection_out"]
     assert ours.shape == (1, 1, 3 * 5, 7)
     _compare(ours, caffe_reference(feeds, NO_LIMIT))
@@ -233,8 +179,8 @@ def test_no_limit_gives_every_possible_row(tmp_path: Path) -> None:
 @pytest.mark.parametrize("opset", OPSETS)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_onnxruntime_matches_the_executor_in_order(case: str, opset: int, tmp_path: Path) -> None:
-    feeds = _feeds_for(CASES[case])
-    _, model = _model(tmp_path, CASES[case])
+    feeds = detection_feeds_for(CASES[case])
+    _, model = detection_model(tmp_path, CASES[case])
     ours = run_net(model, feeds)["detection_out"]
     got = _ort(model, opset, feeds)
     _compare(got, ours)
@@ -243,8 +189,8 @@ def test_onnxruntime_matches_the_executor_in_order(case: str, opset: int, tmp_pa
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_real_caffe2_matches_the_executor(case: str, tmp_path: Path, real_caffe2) -> None:
-    feeds = _feeds_for(CASES[case])
-    _, model = _model(tmp_path, CASES[case])
+    feeds = detection_feeds_for(CASES[case])
+    _, model = detection_model(tmp_path, CASES[case])
     ours = run_net(model, feeds, keep_all=True)
     theirs = real_caffe2.run(model, feeds, fetch="*")
     _compare(theirs["detection_out"], ours["detection_out"])
@@ -254,7 +200,7 @@ def test_real_caffe2_matches_the_executor(case: str, tmp_path: Path, real_caffe2
 
 
 def test_below_opset_10_one_sentence(tmp_path: Path) -> None:
-    _, model = _model(tmp_path, CASES["center_size"])
+    _, model = detection_model(tmp_path, CASES["center_size"])
     with pytest.raises(ZooforgeError) as info:
         caffe2_to_onnx(model, ExportOptions(9))
     message = str(info.value)
@@ -273,7 +219,7 @@ def test_below_opset_10_one_sentence(tmp_path: Path) -> None:
 ])
 def test_refusals_name_the_layer(params: str, words: str, tmp_path: Path) -> None:
     path = tmp_path / "net.prototxt"
-    path.write_text(_prototxt(params))
+    path.write_text(detection_prototxt(params))
     with pytest.raises(ZooforgeError) as info:
         translate(load_caffe(path, None))
     message = str(info.value)
@@ -288,7 +234,7 @@ def test_refusals_name_the_layer(params: str, words: str, tmp_path: Path) -> Non
 ])
 def test_wrong_bottom_sizes_are_refused(shapes, words, tmp_path: Path) -> None:
     dims = {"loc": (1, 4 * P), "conf": (1, C * P), "priors": (1, 2, 4 * P), **shapes}
-    text = _prototxt(_shared(CASES["center_size"])).splitlines()
+    text = detection_prototxt(shared_location(CASES["center_size"])).splitlines()
     head = [f'input: "{name}" input_shape {{ ' + " ".join(f"dim: {d}" for d in dims[name]) + " }"
             for name in ("loc", "conf", "priors")]
     path = tmp_path / "net.prototxt"
@@ -300,7 +246,7 @@ def test_wrong_bottom_sizes_are_refused(shapes, words, tmp_path: Path) -> None:
 
 def test_dynamic_batch_is_refused(tmp_path: Path) -> None:
     """The graph handles one image: a symbolic batch would let a runtime feed several."""
-    _, model = _model(tmp_path, CASES["center_size"])
+    _, model = detection_model(tmp_path, CASES["center_size"])
     with pytest.raises(ZooforgeError) as info:
         caffe2_to_onnx(model, ExportOptions(12, dynamic_batch=True))
     assert "'detection_out'" in str(info.value) and "batch" in str(info.value)
@@ -309,10 +255,10 @@ def test_dynamic_batch_is_refused(tmp_path: Path) -> None:
 def test_variances_in_the_priors_are_ignored_when_encoded(tmp_path: Path) -> None:
     """Caffe reads the boxes of a 2-row priors blob and ignores its variances when they are encoded."""
     params = CASES["encoded_no_bg"]
-    two_rows = _feeds()
-    one_row = _feeds_for(params)
+    two_rows = detection_feeds()
+    one_row = detection_feeds_for(params)
     path = tmp_path / "net.prototxt"
-    path.write_text(_prototxt(_shared(params), 2))
+    path.write_text(detection_prototxt(shared_location(params), 2))
     ours = run_net(translate(load_caffe(path, None)), two_rows)["detection_out"]
     _compare(ours, caffe_reference(one_row, params))
 
@@ -331,8 +277,8 @@ def _nms_model(**args):
     return Caffe2Model(net, {}, {"scores": (P, C), "boxes": (P, 4)})
 
 
-def _nms_feeds() -> dict[str, np.ndarray]:
-    feeds = _feeds()
+def _nmsdetection_feeds() -> dict[str, np.ndarray]:
+    feeds = detection_feeds()
     prior = feeds["priors"][0, 0].reshape(P, 4)
     return {"scores": feeds["conf"].reshape(P, C), "boxes": prior}
 
@@ -352,7 +298,7 @@ def _nms_onnx(model, opset: int, feeds: dict[str, np.ndarray]) -> list[np.ndarra
 @pytest.mark.parametrize("args", NMS_ARGS, ids=lambda a: "-".join(f"{k}{v}" for k, v in a.items()))
 def test_box_with_nms_limit_onnx_keeps_caffe2s_order(args, opset: int) -> None:
     """Rows by class, then score: the limit over all classes re-sorts nothing."""
-    model, feeds = _nms_model(**args), _nms_feeds()
+    model, feeds = _nms_model(**args), _nmsdetection_feeds()
     ours = run_net(model, feeds)
     got = _nms_onnx(model, opset, feeds)
     for name, value in zip(("s", "b", "c"), got):
@@ -366,7 +312,7 @@ def test_box_with_nms_limit_onnx_keeps_caffe2s_order(args, opset: int) -> None:
 
 @pytest.mark.parametrize("args", NMS_ARGS, ids=lambda a: "-".join(f"{k}{v}" for k, v in a.items()))
 def test_box_with_nms_limit_real_caffe2(args, real_caffe2) -> None:
-    model, feeds = _nms_model(**args), _nms_feeds()
+    model, feeds = _nms_model(**args), _nmsdetection_feeds()
     ours = run_net(model, feeds)
     theirs = real_caffe2.run(model, feeds)
     for name in ("s", "b", "c"):

@@ -146,6 +146,11 @@ CASES: dict[str, Case] = {
     "reducesum-axis1-keepdims": ("ReduceSum", {"x": X}, {}, 1, 1, dict(axes=[1], keepdims=1)),
     "reducesum-negative-axes-flat": ("ReduceSum", {"x": X}, {}, 1, 1, dict(axes=[-1, 1], keepdims=0)),
     "reducesum-default-all": ("ReduceSum", {"x": X}, {}, 1, 1, {}),
+    # -- DetectionOutput's clip (OpenCV's field): Caffe2's Clip, bounds float's lowest/largest when absent --
+    "clip-min-max": ("Clip", {"x": X}, {}, 1, 1, dict(min=-0.5, max=0.7)),
+    "clip-min-only": ("Clip", {"x": X}, {}, 1, 1, dict(min=0.2)),
+    "clip-max-only": ("Clip", {"x": X}, {}, 1, 1, dict(max=-0.1)),
+    "clip-default": ("Clip", {"x": X * 1e30}, {}, 1, 1, {}),
     # -- detection operators (SSD's DetectionOutput; the wt-detout block) ---------------------------
     "topk-last-axis": ("TopK", {"x": X}, {}, 2, 2, dict(k=3)),
     "topk-axis1": ("TopK", {"x": X}, {}, 2, 2, dict(k=2, axis=1)),

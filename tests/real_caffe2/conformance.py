@@ -1,8 +1,9 @@
 """The conformance table: every (operator, argument set) zooforge's translator writes, on real Caffe2.
 
-Every layer case of ``layer_cases`` is translated; each operator of its NetDef becomes a net of
-its own, fed with the values our executor computed for its inputs, and is run on real Caffe2 and
-through the historical onnx-caffe2 frontend (whose ONNX then runs on onnxruntime). A row of the
+Every layer case of ``layer_cases`` and every SSD head of ``detection_cases.CONFORMANCE`` is
+translated; each operator of its NetDef becomes a net of its own, fed with the values our executor
+computed for its inputs (bool ones included: LT's mask), and is run on real Caffe2 and through the
+historical onnx-caffe2 frontend (whose ONNX then runs on onnxruntime). A row of the
 table is one operator signature: its type, its input and output counts, and its argument names
 (with the values of the arguments that switch semantics, such as ``legacy_pad``). Every output
 is compared on real Caffe2; through the frontend only the first, the operator's result.
@@ -30,8 +31,14 @@ MODE_ARGS = frozenset({"legacy_pad", "global_pooling", "count_include_pad", "bro
 FRONTEND_GAPS = {
     "Pow(exponent) 1->1": "the frontend keeps Caffe2's exponent argument and gives ONNX Pow one input "
                           "(Caffe's Power layer with power != 1)",
+    # SSD's DetectionOutput: zooforge's own export writes ONNX Less, and NonMaxSuppression from opset 10
+    "LT() 2->1": "the frontend copies Caffe2's LT into the ONNX graph unchanged, an operator ONNX lacks "
+                 "(DetectionOutput's pre-NMS top_k mask)",
+    "BoxWithNMSLimit(cls_agnostic_bbox_reg, detections_per_im, legacy_plus_one, nms, score_thresh) 2->3":
+        "the frontend copies Caffe2's BoxWithNMSLimit into the ONNX graph unchanged, an operator ONNX lacks "
+        "(DetectionOutput's NMS)",
 }
-_ONNX_TYPES = {np.dtype(np.float32): 1, np.dtype(np.int32): 6, np.dtype(np.int64): 7}
+_ONNX_TYPES = {np.dtype(np.float32): 1, np.dtype(np.int32): 6, np.dtype(np.int64): 7, np.dtype(np.bool_): 9}
 
 
 def signature(op: Any) -> str:
@@ -164,7 +171,8 @@ def render_table(checks: Iterable[OpCheck], versions: Mapping[str, str]) -> str:
         f"Real Caffe2: torch {versions.get('torch', '?')}, onnx {versions.get('onnx', '?')} (historical frontend, "
         f"opset 9), Python {versions.get('python', '?')}.",
         "",
-        "Each operator of each layer case in `tests/layer_cases.py` runs alone on real Caffe2, fed with the "
+        "Each operator of each layer case in `tests/layer_cases.py` and of each SSD DetectionOutput head in "
+        "`tests/detection_cases.py` runs alone on real Caffe2, fed with the "
         "executor's values for its inputs; *error* is the largest max-abs difference from zooforge's executor "
         f"over the cases (bound: {TOLERANCE:g} x max(1, max|output|)). *Frontend* runs the same net through "
         "the historical onnx-caffe2 frontend and the ONNX it writes on onnxruntime.",
