@@ -73,6 +73,17 @@ def test_braces_in_comments_and_strings_and_earlier_layers_do_not_mislead(tmp_pa
         parse_prototxt(prototxt)
 
 
+def test_an_escaped_quote_does_not_end_a_string(tmp_path):
+    """``\\"`` inside a quoted value is part of it: the brace after it is text, not a block."""
+    body = ('layer { name: "odd\\"{" type: "ReLU" bottom: "data" top: "a" }\n'
+            'layer {\n  name: "b"\n  type: "TanH"\n  bottom: "a"\n  top: "b"\n  reorg_param { stride: 2 }\n}\n')
+    prototxt = _write(tmp_path, body)
+    with pytest.raises(UnsupportedLayerError, match=exactly(
+            f"{prototxt} line 10: layer 'b' (TanH) uses reorg_param, a field of the YOLOv2 ports; "
+            "zooforge cannot convert it")):
+        parse_prototxt(prototxt)
+
+
 def test_v1_layers_are_located_too(tmp_path):
     prototxt = _write(tmp_path, 'layers {\n  name: "conv"\n  type: CONVOLUTION\n  bottom: "data"\n  top: "c"\n'
                                 '  roi_pooling_param { pooled_h: 6 }\n}\n')
