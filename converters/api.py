@@ -29,6 +29,12 @@ from zooforge.versioning.convert import convert_opset, model_opset
 DEFAULT_OPSET = 12
 # ONNX metadata: the outputs holding detection rows (parity matches their rows, see artifacts/validation)
 DETECTION_ROWS_KEY = "zooforge.detection_rows"
+
+
+def detection_rows(model: onnx.ModelProto) -> list[str]:
+    """The outputs an ONNX model's metadata names as detection rows (``DETECTION_ROWS_KEY``)."""
+    listed = {p.key: p.value for p in model.metadata_props}.get(DETECTION_ROWS_KEY, "")
+    return [name for name in listed.split(",") if name]
 SYNTHETIC_NOTE = SYNTHETIC_SENTENCE
 
 

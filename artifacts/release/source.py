@@ -54,8 +54,7 @@ class ReleaseSource:
         """The outputs holding detection rows (SSD's DetectionOutput), by the source's own names."""
         if self.caffe2 is not None:
             return self.caffe2.detection_rows
-        listed = {p.key: p.value for p in self.onnx_model.metadata_props}.get(api.DETECTION_ROWS_KEY, "")
-        return [name for name in listed.split(",") if name]
+        return api.detection_rows(self.onnx_model)
 
     def variant(self, opset: int) -> OnnxModel:
         """The model at ``opset``, checked; large weights stay shared with the source."""

@@ -55,7 +55,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from zooforge.artifacts.validation.detections import align_rows, detection_tolerance
-from zooforge.converters.api import DETECTION_ROWS_KEY
+from zooforge.converters.api import detection_rows
 from zooforge.artifacts.validation.listing import listed_file
 from zooforge.artifacts.validation.quantized import (
     OutputStep, QuantizedRule, bounds, output_steps, quantized_format, steps_needed, top1_problem,
@@ -644,6 +644,7 @@ class _Collector:
         test_sets = [_read_set(set_folder, model, label) for set_folder in set_folders]
         self.warnings.extend(t.warning for t in test_sets if t.warning)
         steps = output_steps(model) if self.quantized is not None and quantized_format(model) else None
+        detections = frozenset(detection_rows(model))  # compared row by row
         for runtime in runtimes:
             # One session per runtime for all sets; onnxruntime reads the file itself.
             session, error = self._open(runtime, model_path if runtime == ONNXRUNTIME else model)
@@ -652,8 +653,7 @@ class _Collector:
                 self.warnings.append(f"{label}: not run on {runtime}: {error}")
                 continue
             for test_set in test_sets:
-                self.sets.append(self._run(session, error, opset, test_set, runtime, label, steps,
-                                           _detection_outputs(model)))
+                self.sets.append(self._run(session, error, opset, test_set, runtime, label, steps, detections))
             # The reference evaluator's objects form cycles; collect them now, not after the next
             # model has been loaded beside them.
             del session
@@ -723,12 +723,6 @@ class _Collector:
     def standalone(self, model_path: Path, label: str) -> None:
         _load_model(model_path)
         self.warnings.append(f"{label}: no test data (no tarball of the same name); checked only that it loads")
-
-
-def _detection_outputs(model: onnx.ModelProto) -> frozenset[str]:
-    """The outputs the model's metadata names as detection rows (compared row by row)."""
-    listed = {p.key: p.value for p in model.metadata_props}.get(DETECTION_ROWS_KEY, "")
-    return frozenset(name for name in listed.split(",") if name)
 
 
 def _archive_root(dest: Path, archive: Path) -> Path:
